@@ -1,0 +1,213 @@
+"""Job records and per-job event streams in Redis.
+
+A job is one JSON value; every change is a WATCH/MULTI transaction that also appends an
+event to the job's stream, so a reader of the stream never sees a state the record skipped.
+Both keys expire ``ttl_s`` after the last change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+from genstack.core.jobs import (
+    ALLOWED_TRANSITIONS,
+    Artifact,
+    Job,
+    JobError,
+    JobEvent,
+    JobStatus,
+    utcnow,
+)
+
+DEFAULT_TTL_S = 7 * 24 * 3600
+STREAM_MAXLEN = 10_000
+
+
+class JobNotFoundError(KeyError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} not found"
+
+
+class InvalidTransitionError(ValueError):
+    def __init__(self, job_id: str, current: JobStatus, wanted: JobStatus) -> None:
+        super().__init__(f"job {job_id} is {current}; it cannot become {wanted}")
+        self.current = current
+        self.wanted = wanted
+
+
+class JobStore:
+    def __init__(self, redis: Redis, *, prefix: str = "genstack", ttl_s: int = DEFAULT_TTL_S):
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+
+    # keys ---------------------------------------------------------------------------------
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def events_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:events"
+
+    @property
+    def index_key(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    # reads --------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job | None:
+        raw = self.redis.get(self.job_key(job_id))
+        return None if raw is None else Job.model_validate_json(raw)
+
+    def require(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    def events(
+        self, job_id: str, *, after: str = "0-0", count: int = 100, block_ms: int | None = None
+    ) -> list[JobEvent]:
+        """Events strictly after stream id ``after``; blocks up to ``block_ms`` if none."""
+        key = self.events_key(job_id)
+        if block_ms is None:
+            rows = self.redis.xrange(key, min=f"({after}", count=count)
+        else:
+            result = self.redis.xread({key: after}, count=count, block=block_ms)
+            rows = result[0][1] if result else []
+        return [
+            JobEvent(id=event_id, type=fields["type"], data=json.loads(fields.get("data", "{}")))
+            for event_id, fields in rows
+        ]
+
+    def list(self, *, limit: int = 20, before: float | None = None) -> list[Job]:
+        """Newest first; ``before`` is a created_at timestamp cursor (exclusive)."""
+        top = f"({before}" if before is not None else "+inf"
+        ids = self.redis.zrevrangebyscore(self.index_key, top, "-inf", start=0, num=limit)
+        jobs: list[Job] = []
+        expired: list[str] = []
+        for job_id in ids:
+            job = self.get(job_id)
+            if job is None:
+                expired.append(job_id)
+            else:
+                jobs.append(job)
+        if expired:  # records expire on their own; the index is trimmed lazily
+            self.redis.zrem(self.index_key, *expired)
+        return jobs
+
+    # writes -------------------------------------------------------------------------------
+    def create(self, job: Job) -> Job:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.job_key(job.id), job.model_dump_json(), nx=True, ex=self.ttl_s)
+        pipe.zadd(self.index_key, {job.id: job.created_at.timestamp()})
+        self._add_event(pipe, job.id, "status", {"status": job.status, "progress": job.progress})
+        created, *_ = pipe.execute()
+        if not created:
+            raise ValueError(f"job {job.id} already exists")
+        return job
+
+    def set_status(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        progress: float | None = None,
+        error: JobError | None = None,
+    ) -> Job:
+        def change(job: Job) -> tuple[Job, list[tuple[str, dict[str, Any]]]]:
+            if job.status == status:
+                return job, []
+            if status not in ALLOWED_TRANSITIONS[job.status]:
+                raise InvalidTransitionError(job_id, job.status, status)
+            job.status = status
+            if progress is not None:
+                job.progress = progress
+            elif status == JobStatus.SUCCEEDED:
+                job.progress = 1.0
+            if error is not None:
+                job.error = error
+            data: dict[str, Any] = {"status": status, "progress": job.progress}
+            if job.error is not None:
+                data["error"] = job.error.model_dump()
+            return job, [("status", data)]
+
+        return self._mutate(job_id, change)
+
+    def set_progress(self, job_id: str, progress: float, message: str | None = None) -> Job:
+        def change(job: Job) -> tuple[Job, list[tuple[str, dict[str, Any]]]]:
+            if job.status.terminal:
+                return job, []
+            job.progress = min(max(progress, 0.0), 1.0)
+            data: dict[str, Any] = {"progress": job.progress}
+            if message:
+                data["message"] = message
+            return job, [("progress", data)]
+
+        return self._mutate(job_id, change)
+
+    def add_artifact(self, job_id: str, artifact: Artifact) -> Job:
+        """Idempotent by key: a redelivered upload replaces, never duplicates, its artifact."""
+
+        def change(job: Job) -> tuple[Job, list[tuple[str, dict[str, Any]]]]:
+            existing = [a for a in job.artifacts if a.key == artifact.key]
+            if existing and existing[0] == artifact:
+                return job, []
+            job.artifacts = [a for a in job.artifacts if a.key != artifact.key] + [artifact]
+            return job, [("artifact", artifact.model_dump())]
+
+        return self._mutate(job_id, change)
+
+    def emit(self, job_id: str, event_type: str, data: dict[str, Any]) -> str:
+        pipe = self.redis.pipeline(transaction=True)
+        self._add_event(pipe, job_id, event_type, data)
+        event_id, *_ = pipe.execute()
+        return str(event_id)
+
+    def delete(self, job_id: str) -> bool:
+        removed = self.redis.delete(self.job_key(job_id), self.events_key(job_id))
+        self.redis.zrem(self.index_key, job_id)
+        return bool(removed)
+
+    # internals ----------------------------------------------------------------------------
+    def _add_event(self, pipe: Pipeline, job_id: str, event_type: str, data: Any) -> None:
+        key = self.events_key(job_id)
+        pipe.xadd(
+            key,
+            {"type": event_type, "data": json.dumps(data, default=str)},
+            maxlen=STREAM_MAXLEN,
+            approximate=True,
+        )
+        pipe.expire(key, self.ttl_s)
+
+    def _mutate(
+        self,
+        job_id: str,
+        change: Callable[[Job], tuple[Job, list[tuple[str, dict[str, Any]]]]],
+    ) -> Job:
+        key = self.job_key(job_id)
+        result: list[Job] = []
+
+        def transaction(pipe: Pipeline) -> None:
+            raw = pipe.get(key)
+            if raw is None:
+                raise JobNotFoundError(job_id)
+            job, events = change(Job.model_validate_json(raw))
+            result[:] = [job]
+            if not events:
+                return
+            job.updated_at = utcnow()
+            pipe.multi()
+            pipe.set(key, job.model_dump_json(), ex=self.ttl_s)
+            for event_type, data in events:
+                self._add_event(pipe, job_id, event_type, data)
+
+        self.redis.transaction(transaction, key)
+        return result[0]
