@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -77,20 +77,23 @@ class JobStore:
     ) -> list[JobEvent]:
         """Events strictly after stream id ``after``; blocks up to ``block_ms`` if none."""
         key = self.events_key(job_id)
+        rows: list[tuple[str, dict[str, str]]]
         if block_ms is None:
-            rows = self.redis.xrange(key, min=f"({after}", count=count)
+            rows = cast(Any, self.redis.xrange(key, min=f"({after}", count=count))
         else:
-            result = self.redis.xread({key: after}, count=count, block=block_ms)
+            result: Any = self.redis.xread({key: after}, count=count, block=block_ms)
             rows = result[0][1] if result else []
         return [
             JobEvent(id=event_id, type=fields["type"], data=json.loads(fields.get("data", "{}")))
             for event_id, fields in rows
         ]
 
-    def list(self, *, limit: int = 20, before: float | None = None) -> list[Job]:
+    def recent(self, *, limit: int = 20, before: float | None = None) -> list[Job]:
         """Newest first; ``before`` is a created_at timestamp cursor (exclusive)."""
         top = f"({before}" if before is not None else "+inf"
-        ids = self.redis.zrevrangebyscore(self.index_key, top, "-inf", start=0, num=limit)
+        ids: list[str] = cast(
+            Any, self.redis.zrevrangebyscore(self.index_key, top, "-inf", start=0, num=limit)
+        )
         jobs: list[Job] = []
         expired: list[str] = []
         for job_id in ids:

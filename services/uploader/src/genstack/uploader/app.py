@@ -93,6 +93,9 @@ class UploaderApp:
         )
         signals.worker_ready.connect(self._on_ready, weak=False)
         signals.worker_shutting_down.connect(self._on_shutdown, weak=False)
+        # The previous process's queued-marks are void: whatever it left unfinished is
+        # queued again by the first rescan (the ledger skips what it did finish).
+        self.ledger.clear_pending()
         self.health.start()
         threading.Thread(target=self._recover, name="recover", daemon=True).start()
         self.watcher.start()
@@ -117,19 +120,23 @@ class UploaderApp:
         return code
 
     def _recover(self) -> None:
-        """Abort multipart uploads the previous process of this node left behind, and forget
-        its queued-marks so the first rescan re-queues whatever it did not finish."""
-        self.ledger.clear_pending()
+        """Abort multipart uploads the previous process of this node left behind (it was
+        killed before it could); retried until the store answers."""
         while not self.stopping.is_set():
+            left = 0
             try:
                 for upload_id, key in list(self.ledger.multipart_in_flight()):
                     if self.storage.abort_multipart(key, upload_id):
                         self.ledger.multipart_finished(upload_id)
                         log.info("aborted a multipart upload left by a crash", extra={"key": key})
-                return
+                    else:
+                        left += 1
             except (RedisError, StorageError, OSError) as exc:
                 log.warning("recovery deferred", extra={"err": str(exc)})
-                self.stopping.wait(5)
+                left = 1
+            if not left:
+                return
+            self.stopping.wait(5)
 
     def _on_ready(self, **_: Any) -> None:
         self.worker_ready.set()

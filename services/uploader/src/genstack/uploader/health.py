@@ -44,14 +44,12 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass  # probes every few seconds would flood the log
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="health", daemon=True
-        )
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
 
     @property
     def port(self) -> int:

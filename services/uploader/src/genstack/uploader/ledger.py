@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from typing import Any, cast
 
 from pydantic import BaseModel
 from redis import Redis
@@ -87,7 +88,8 @@ class Ledger:
 
     def multipart_in_flight(self) -> Iterable[tuple[str, str]]:
         """(upload_id, key) pairs."""
-        for upload_id, raw in self.redis.hgetall(self.multipart_key).items():
+        rows: dict[str, str] = cast(Any, self.redis.hgetall(self.multipart_key))
+        for upload_id, raw in rows.items():
             yield upload_id, json.loads(raw)["key"]
 
     # failures -----------------------------------------------------------------------------
@@ -102,7 +104,8 @@ class Ledger:
         pipe.execute()
 
     def failures(self) -> dict[str, dict[str, object]]:
-        return {p: json.loads(raw) for p, raw in self.redis.hgetall(self.failed_key).items()}
+        rows: dict[str, str] = cast(Any, self.redis.hgetall(self.failed_key))
+        return {path: json.loads(raw) for path, raw in rows.items()}
 
     def failed_count(self) -> int:
         return int(self.redis.hlen(self.failed_key))

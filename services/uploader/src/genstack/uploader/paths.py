@@ -41,7 +41,7 @@ class AllowedRoots:
         if not given.is_absolute():
             raise PathRefusedError(f"path must be absolute: {str(path)!r}")
         real = Path(os.path.realpath(given))
-        for index, root in enumerate(self.roots):
+        for index, root in enumerate(self.roots):  # noqa: B007 - used after the loop
             if real == root or root in real.parents:
                 break
         else:

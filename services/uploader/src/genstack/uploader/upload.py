@@ -125,7 +125,9 @@ class FileUploader:
         kind = "refused" if isinstance(error, PathRefusedError) else "final" if final else "retry"
         self.metrics.failures.labels(kind).inc()
         if kind == "retry":
-            log.warning("upload failed, will retry", extra={"path": request.path, "err": str(error)})
+            log.warning(
+                "upload failed, will retry", extra={"path": request.path, "err": str(error)}
+            )
             return
         self.metrics.uploads.labels("failed").inc()
         log.error(

@@ -38,6 +38,8 @@ def _atomic_write(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
 META_DIR = ".meta"
 
 

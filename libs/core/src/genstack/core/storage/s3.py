@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -51,7 +51,7 @@ class S3Storage:
         access_key_id: str | None,
         secret_access_key: str | None,
         region: str = "auto",
-        addressing_style: str = "path",
+        addressing_style: Literal["path", "virtual", "auto"] = "path",
         part_size: int = 16 * MiB,
         multipart_threshold: int = 16 * MiB,
         concurrency: int = 8,
@@ -185,7 +185,10 @@ class S3Storage:
     ) -> ObjectInfo:
         try:
             created = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type, Metadata={SHA256_META: sha256}
+                Bucket=self.bucket,
+                Key=key,
+                ContentType=content_type,
+                Metadata={SHA256_META: sha256},
             )
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"starting multipart upload of {key} failed: {exc}") from exc
