@@ -78,6 +78,9 @@ class Job(BaseModel):
     progress: float = Field(default=0.0, ge=0.0, le=1.0)
     error: JobError | None = None
     artifacts: list[Artifact] = Field(default_factory=list)
+    webhook_url: str | None = Field(
+        default=None, description="Notified (Standard Webhooks) when the job finishes."
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -38,6 +38,12 @@ class CoreSettings(BaseSettings):
     output_dir: Path = Field(
         default=Path("/data/outputs"), description="Where services write their outputs."
     )
+    job_ttl_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=1,
+        description="Job records and their event streams expire this long after their last "
+        "change. Every process that writes jobs (gateway, workers, uploader) must agree.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 

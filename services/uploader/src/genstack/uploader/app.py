@@ -46,7 +46,7 @@ class UploaderApp:
             roots=self.roots,
             storage=self.storage,
             ledger=self.ledger,
-            jobs=JobStore(self.redis),
+            jobs=JobStore(self.redis, ttl_s=settings.job_ttl_s),
             metrics=self.metrics,
             key_prefix=settings.upload_key_prefix,
             max_file_bytes=int(settings.upload_max_file_gb * GiB),

@@ -1,0 +1,173 @@
+"""The FastAPI application: routes, the one middleware, errors, OpenAPI, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
+
+from genstack.gateway.auth import ApiKeys
+from genstack.gateway.errors import install_error_handlers
+from genstack.gateway.metrics import GatewayMetrics
+from genstack.gateway.middleware import GatewayMiddleware, Policy
+from genstack.gateway.routes import files, jobs, openai_audio, openai_images, ops
+from genstack.gateway.services import Services
+from genstack.gateway.settings import GatewaySettings
+from genstack.gateway.webhooks.notifier import RetryPolicy, WebhookNotifier
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
+VERSION = "0.1.0"
+
+
+def _notifier(svc: Services) -> WebhookNotifier:
+    settings = svc.settings
+
+    async def load_job(job_id: str) -> Any:
+        job = await svc.get_job(job_id)
+        return None if job is None else svc.links.render(job, svc.base_url())
+
+    return WebhookNotifier(
+        svc.aredis,
+        stream=svc.store.terminal_key,
+        load_job=load_job,
+        signer=svc.webhook_signer,
+        policy=svc.url_policy,
+        http=svc.webhook_http,
+        metrics=svc.metrics,
+        retry=RetryPolicy(
+            max_attempts=settings.gateway_webhook_max_attempts,
+            base_s=settings.gateway_webhook_retry_base_s,
+            max_s=settings.gateway_webhook_retry_max_s,
+            timeout_s=settings.gateway_webhook_timeout_s,
+        ),
+        concurrency=settings.gateway_webhook_concurrency,
+        claim_idle_s=settings.gateway_webhook_claim_idle_s,
+        queue_of=svc.queue_of,
+    )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus: bearer auth everywhere but the probes, and 400 (OpenAI's
+    error shape) where FastAPI would document its 422."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key from GATEWAY_API_KEYS.",
+    }
+    schema["security"] = [{"bearerAuth": []}]
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None and "400" not in responses:
+                responses["400"] = {
+                    "description": "Malformed JSON or invalid values",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ErrorResponse"}
+                        }
+                    },
+                }
+            if path in OPEN_PATHS:
+                operation["security"] = []
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    metrics = GatewayMetrics()
+    keys = ApiKeys(settings.api_keys())
+    if not len(keys) and not settings.gateway_auth_disabled:
+        raise ValueError(
+            "no API keys: set GATEWAY_API_KEYS or GATEWAY_API_KEYS_FILE "
+            "(or GATEWAY_AUTH_DISABLED=true behind your own auth)"
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = Services.create(settings, metrics)
+        app.state.services = svc
+        notifier = asyncio.create_task(_notifier(svc).run(), name="webhooks")
+        log.info(
+            "gateway ready",
+            extra={
+                "backends": sorted(svc.registry.backends),
+                "storage": svc.storage.kind,
+                "webhooks": svc.webhook_signer is not None,
+            },
+        )
+        try:
+            yield
+        finally:
+            notifier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notifier
+            await svc.aclose()
+
+    app = FastAPI(
+        title="genstack gateway",
+        version=VERSION,
+        description="One authenticated API for speech, image and video generation: "
+        "OpenAI-compatible routes where OpenAI has them, durable jobs where it does not.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        strict_content_type=False,  # a JSON body without Content-Type is still read as JSON
+    )
+    for router in (
+        jobs.router,
+        openai_audio.router,
+        openai_images.router,
+        files.router,
+        ops.router,
+    ):
+        app.include_router(router)
+    install_error_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    open_paths = set(OPEN_PATHS)
+    if settings.gateway_public_docs:
+        open_paths |= DOC_PATHS
+    if settings.gateway_public_metrics:
+        open_paths.add("/metrics")
+    policy = Policy(
+        keys=keys,
+        auth_disabled=settings.gateway_auth_disabled,
+        open_paths=frozenset(open_paths),
+        default_body_limit=settings.gateway_max_body_bytes,
+        body_limits=[("POST", "/v1/jobs", settings.gateway_max_job_body_bytes)],
+    )
+    app.add_middleware(GatewayMiddleware, policy=policy, metrics=metrics)
+    if settings.gateway_cors_origins:
+        # Outermost, so preflights (which carry no key) are answered before auth.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.gateway_cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "Location", "X-Genstack-Job-Id"],
+            max_age=600,
+        )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and multi-process serving."""
+    return create_app()

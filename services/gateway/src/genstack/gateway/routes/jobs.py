@@ -1,0 +1,315 @@
+"""The durable job API: submit, read, list, cancel, follow (SSE)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis import Redis
+from starlette.responses import Response, StreamingResponse
+
+from genstack.core.jobs import Job, JobType
+from genstack.core.jobstore import JobNotFoundError, JobStore
+from genstack.gateway.backends import Backend
+from genstack.gateway.errors import ApiError, validation_message
+from genstack.gateway.events import STREAM_ID, job_events
+from genstack.gateway.routes.common import (
+    JSON,
+    api_key_id,
+    errors,
+    job_response,
+    request_base,
+    services,
+)
+from genstack.gateway.services import SSE_HEARTBEAT_S, Services
+from genstack.gateway.submit import (
+    DispatchError,
+    Idempotency,
+    IdempotencyConflictError,
+    IdempotencyInProgressError,
+    QueueFullError,
+    Submission,
+)
+from genstack.gateway.webhooks.ssrf import MAX_URL_CHARS, UnsafeUrlError
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JOB_ID = r"^[A-Za-z0-9_-]{1,128}$"
+JobId = Annotated[str, Path(pattern=JOB_ID, description="The job's id.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Same key and body: the same job again. Same key, other body: 409.",
+    ),
+]
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: JobType
+    backend: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+        description="Which backend runs it; default: the configured one for the type.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Validated by the backend's params model."
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=MAX_URL_CHARS,
+        description="Notified (Standard Webhooks signature) when the job finishes.",
+    )
+
+
+class JobList(BaseModel):
+    object: str = "list"
+    data: list[Job]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+def pick_backend(svc: Services, job_type: JobType, name: str | None) -> Backend:
+    if name is None:
+        backend = svc.registry.default_for(job_type)
+        if backend is None:
+            raise ApiError(
+                400, f"no backend serves {job_type.value} jobs here", code="unsupported_type"
+            )
+        return backend
+    backend = svc.registry.get(name)
+    if backend is None:
+        known = ", ".join(sorted(svc.registry.backends)) or "none"
+        raise ApiError(
+            400,
+            f"unknown backend {name!r} (known: {known})",
+            code="unknown_backend",
+            param="backend",
+        )
+    if job_type not in backend.types:
+        raise ApiError(
+            400,
+            f"backend {name} does not take {job_type.value} jobs "
+            f"(it takes {', '.join(sorted(t.value for t in backend.types))})",
+            code="unsupported_type",
+            param="type",
+        )
+    return backend
+
+
+def validated_params(backend: Backend, job_type: JobType, params: Any) -> dict[str, Any]:
+    try:
+        return backend.validate_params(job_type, params)
+    except ValidationError as exc:
+        prefixed = [{**e, "loc": ("params", *e["loc"])} for e in exc.errors()]
+        message, param = validation_message(prefixed)
+        raise ApiError(400, message, code="invalid_params", param=param) from None
+
+
+async def submit_job(
+    svc: Services,
+    request: Request,
+    *,
+    job_type: JobType,
+    backend: Backend,
+    params: dict[str, Any],
+    webhook_url: str | None,
+    idempotency_key: str | None,
+    fingerprint_body: dict[str, Any],
+) -> Submission:
+    """Everything after validation: webhook check, idempotency, backpressure, queueing."""
+    if webhook_url is not None:
+        if svc.webhook_signer is None:
+            raise ApiError(
+                400,
+                "webhooks are not configured on this gateway (GATEWAY_WEBHOOK_SECRET)",
+                code="webhooks_disabled",
+                param="webhook_url",
+            )
+        try:
+            await svc.url_policy.check(webhook_url)
+        except UnsafeUrlError as exc:
+            raise ApiError(
+                400, f"webhook_url refused: {exc}", code="unsafe_webhook_url", param="webhook_url"
+            ) from None
+    job = Job(type=job_type, backend=backend.name, params=params, webhook_url=webhook_url)
+    idem = (
+        Idempotency.of(svc.store.prefix, api_key_id(request), idempotency_key, fingerprint_body)
+        if idempotency_key
+        else None
+    )
+    try:
+        submission = await svc.run_sync(
+            svc.submitter.submit, job, backend.queue, backend.max_queue_depth, idem
+        )
+    except QueueFullError as exc:
+        svc.metrics.jobs_rejected.labels(exc.queue, "queue_full").inc()
+        raise ApiError(
+            429,
+            f"the {backend.name} queue is full ({exc.depth} jobs waiting); retry later",
+            code="queue_full",
+            headers={"Retry-After": str(svc.settings.gateway_retry_after_s)},
+        ) from None
+    except IdempotencyConflictError as exc:
+        raise ApiError(409, str(exc), code="idempotency_key_reused") from None
+    except IdempotencyInProgressError as exc:
+        raise ApiError(
+            409, str(exc), code="idempotency_in_progress", headers={"Retry-After": "1"}
+        ) from None
+    except DispatchError:
+        svc.metrics.jobs_rejected.labels(backend.queue, "dispatch_failed").inc()
+        raise ApiError(
+            503, "the job queue is unavailable; retry later", code="queue_unavailable"
+        ) from None
+    if submission.created:
+        svc.metrics.jobs_submitted.labels(job_type.value, backend.name, backend.queue).inc()
+    return submission
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Job,
+    summary="Submit a job",
+    responses=errors(
+        400,
+        401,
+        409,
+        413,
+        429,
+        503,
+        extra={200: {"model": Job, "description": "Idempotent replay"}},
+    ),
+)
+async def create_job(
+    body: JobRequest, request: Request, idempotency_key: IdempotencyKey = None
+) -> Response:
+    svc = services(request)
+    backend = pick_backend(svc, body.type, body.backend)
+    params = validated_params(backend, body.type, body.params)
+    submission = await submit_job(
+        svc,
+        request,
+        job_type=body.type,
+        backend=backend,
+        params=params,
+        webhook_url=body.webhook_url,
+        idempotency_key=idempotency_key,
+        fingerprint_body=body.model_dump(mode="json"),
+    )
+    response = job_response(svc, request, submission.job, 201 if submission.created else 200)
+    response.headers["Location"] = f"/v1/jobs/{submission.job.id}"
+    if not submission.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _page(
+    store: JobStore, redis: Redis, limit: int, after: str | None
+) -> tuple[list[Job], bool] | None:
+    """Newest first, ``limit`` jobs after the job ``after``; None if that job is unknown."""
+    start = 0
+    if after is not None:
+        rank = cast(int | None, redis.zrevrank(store.index_key, after))
+        if rank is None:
+            return None
+        start = rank + 1
+    ids = cast(list[str], redis.zrevrange(store.index_key, start, start + limit))
+    has_more = len(ids) > limit
+    ids = ids[:limit]
+    raws = cast(list[str | None], redis.mget([store.job_key(i) for i in ids])) if ids else []
+    expired = [job_id for job_id, raw in zip(ids, raws, strict=True) if raw is None]
+    if expired:  # records expire on their own; the index is trimmed as we meet them
+        redis.zrem(store.index_key, *expired)
+    return [Job.model_validate_json(raw) for raw in raws if raw is not None], has_more
+
+
+@router.get(
+    "", response_model=JobList, summary="List jobs, newest first", responses=errors(400, 401)
+)
+async def list_jobs(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[
+        str | None, Query(pattern=JOB_ID, description="The last job id of the previous page.")
+    ] = None,
+) -> Response:
+    svc = services(request)
+    page = await svc.run_sync(_page, svc.store, svc.redis, limit, after)
+    if page is None:
+        raise ApiError(400, f"unknown or expired job {after!r} in 'after'", param="after")
+    jobs, has_more = page
+    base = svc.base_url(request_base(request))
+    listing = JobList(
+        data=[svc.links.render(job, base) for job in jobs],
+        first_id=jobs[0].id if jobs else None,
+        last_id=jobs[-1].id if jobs else None,
+        has_more=has_more,
+    )
+    return Response(listing.model_dump_json(), media_type=JSON)
+
+
+async def _require(svc: Services, job_id: str) -> Job:
+    job = await svc.get_job(job_id)
+    if job is None:
+        raise ApiError(404, f"job {job_id} not found (or expired)", code="job_not_found")
+    return job
+
+
+@router.get("/{job_id}", response_model=Job, summary="Get a job", responses=errors(400, 401, 404))
+async def get_job(job_id: JobId, request: Request) -> Response:
+    svc = services(request)
+    return job_response(svc, request, await _require(svc, job_id))
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=Job,
+    summary="Cancel a job",
+    description="A queued job is cancelled at once; a running one is signalled and its worker "
+    "stops its backend (the job then ends `cancelled`). A finished job is returned as is.",
+    responses=errors(400, 401, 404),
+)
+async def cancel_job(job_id: JobId, request: Request) -> Response:
+    svc = services(request)
+    try:
+        job = await svc.run_sync(svc.store.request_cancel, job_id)
+    except JobNotFoundError:
+        raise ApiError(404, f"job {job_id} not found (or expired)", code="job_not_found") from None
+    return job_response(svc, request, job)
+
+
+@router.get(
+    "/{job_id}/events",
+    summary="Follow a job (server-sent events)",
+    description="Events `status`, `progress`, `artifact`, ... with the Redis stream id as SSE "
+    "`id`; reconnect with `Last-Event-ID` (or `?last_event_id=`) to resume. The stream ends "
+    "after the terminal status.",
+    response_class=StreamingResponse,
+    responses=errors(400, 401, 404, extra={200: {"content": {"text/event-stream": {}}}}),
+)
+async def job_events_route(
+    job_id: JobId,
+    request: Request,
+    last_event_id_header: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=64)
+    ] = None,
+    last_event_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> StreamingResponse:
+    svc = services(request)
+    await _require(svc, job_id)
+    after = last_event_id_header or last_event_id or "0-0"
+    if not STREAM_ID.match(after):
+        raise ApiError(400, "Last-Event-ID must be an event id like 1700000000000-0")
+    return StreamingResponse(
+        job_events(svc.aredis, svc.store, job_id, after=after, heartbeat_s=SSE_HEARTBEAT_S),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,144 @@
+"""Accepting a job: idempotency, the queue depth limit, the record, the Celery message.
+
+Blocking (redis-py, kombu): the routes run it in the gateway's thread pool, one hop per
+submission.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from celery import Celery
+from redis import Redis
+
+from genstack.core.jobs import Job, JobError, JobStatus
+from genstack.core.jobstore import InvalidTransitionError, JobNotFoundError, JobStore
+from genstack.core.worker import dispatch_job
+
+log = logging.getLogger(__name__)
+
+REPLAY_WAIT_S = 2.0
+# A claim whose job is missing this long after it was made belongs to a job that is gone.
+CLAIM_STALE_S = 30.0
+
+
+class QueueFullError(Exception):
+    def __init__(self, queue: str, depth: int, limit: int) -> None:
+        super().__init__(f"queue {queue} holds {depth} jobs (limit {limit})")
+        self.queue = queue
+        self.depth = depth
+        self.limit = limit
+
+
+class DispatchError(Exception):
+    """The record was written but the queue message could not be sent."""
+
+
+class IdempotencyConflictError(Exception):
+    pass
+
+
+class IdempotencyInProgressError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    key: str  # the Redis key (scoped by API key)
+    fingerprint: str  # of the request body
+
+    @classmethod
+    def of(cls, prefix: str, scope: str, header: str, body: dict[str, Any]) -> Idempotency:
+        digest = hashlib.sha256(header.encode()).hexdigest()
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+        return cls(
+            key=f"{prefix}:idem:{scope}:{digest}",
+            fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+        )
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    created: bool  # False: an earlier request with the same Idempotency-Key made it
+
+
+class JobSubmitter:
+    def __init__(
+        self, redis: Redis, store: JobStore, celery: Celery, *, idempotency_ttl_s: int
+    ) -> None:
+        self.redis = redis
+        self.store = store
+        self.celery = celery
+        # A key must not outlive its job, or a replay would find nothing to return.
+        self.idempotency_ttl_s = min(idempotency_ttl_s, store.ttl_s)
+
+    def submit(
+        self, job: Job, queue: str, max_depth: int, idem: Idempotency | None = None
+    ) -> Submission:
+        pipe = self.redis.pipeline(transaction=False)
+        if idem is not None:
+            claim = json.dumps(
+                {"job_id": job.id, "fingerprint": idem.fingerprint, "at": time.time()}
+            )
+            pipe.set(idem.key, claim, nx=True, ex=self.idempotency_ttl_s)
+        pipe.llen(queue)
+        results = pipe.execute()
+        if idem is not None and not results[0]:
+            replay = self._replay(idem)
+            if replay is not None:
+                return replay
+            # The key outlived its job (expired or deleted): this request takes it over.
+            self.redis.set(idem.key, claim, ex=self.idempotency_ttl_s)
+        depth = int(results[-1])
+        if depth >= max_depth:
+            self._release(idem)
+            raise QueueFullError(queue, depth, max_depth)
+        self.store.create(job)
+        try:
+            dispatch_job(self.celery, job.id, queue)
+        except Exception as exc:
+            log.exception("job could not be queued", extra={"job_id": job.id, "queue": queue})
+            self._release(idem)
+            with contextlib.suppress(InvalidTransitionError, JobNotFoundError):
+                self.store.set_status(
+                    job.id,
+                    JobStatus.FAILED,
+                    error=JobError(code="dispatch_failed", message=f"queueing failed: {exc}"),
+                )
+            raise DispatchError(str(exc)) from exc
+        return Submission(job, created=True)
+
+    def _replay(self, idem: Idempotency) -> Submission | None:
+        """The job an earlier request with this key made; None if that job is gone."""
+        deadline = time.monotonic() + REPLAY_WAIT_S
+        while True:
+            raw = cast(str | None, self.redis.get(idem.key))
+            if raw is None:
+                return None
+            claim = json.loads(raw)
+            if claim["fingerprint"] != idem.fingerprint:
+                raise IdempotencyConflictError(
+                    "this Idempotency-Key was used with a different request body"
+                )
+            job = self.store.get(claim["job_id"])
+            if job is not None:
+                return Submission(job, created=False)
+            if time.time() - float(claim.get("at", 0)) > CLAIM_STALE_S:
+                return None  # the job expired or was deleted
+            # The first request holds the key but has not written its record yet.
+            if time.monotonic() >= deadline:
+                raise IdempotencyInProgressError(
+                    "a request with this Idempotency-Key is still being processed"
+                )
+            time.sleep(0.02)
+
+    def _release(self, idem: Idempotency | None) -> None:
+        if idem is not None:
+            self.redis.delete(idem.key)

@@ -1,0 +1,1 @@
+"""Webhooks: Standard Webhooks signatures, SSRF-safe targets, exactly-once notification."""

@@ -1,0 +1,135 @@
+"""Start genstack's own processes for tests: the gateway, a test job worker, the uploader.
+
+Each helper returns a started :class:`ServiceProcess` (ready when it returns); the caller
+stops it. Environment values are merged over the test process's environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from genstack.testing.ports import free_port
+from genstack.testing.process import ServiceProcess, console_script
+
+__all__ = [
+    "API_KEY",
+    "RunningGateway",
+    "start_gateway",
+    "start_job_worker",
+    "start_uploader",
+]
+
+API_KEY = "gs-test-key-0123456789abcdef"
+
+
+@dataclass
+class RunningGateway:
+    process: ServiceProcess
+    url: str
+    api_key: str = API_KEY
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_gateway(
+    redis_url: str,
+    log_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    name: str = "gateway",
+    timeout: float = 60.0,
+) -> RunningGateway:
+    """``genstack-gateway serve`` on a free port, ready (GET /readyz answers 200)."""
+    port = free_port()
+    merged = {
+        "REDIS_URL": redis_url,
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_API_KEYS": API_KEY,
+        "LOG_FORMAT": "text",
+        "STORAGE_DIR": str(log_dir / "storage"),
+        "OUTPUT_DIR": str(log_dir / "outputs"),
+        "ENABLE_R2_SYNC": "false",
+        **(env or {}),
+    }
+    url = f"http://127.0.0.1:{port}"
+    process = ServiceProcess(
+        [console_script("genstack-gateway"), "serve"],
+        env=merged,
+        log_path=log_dir / f"{name}.log",
+        ready_url=f"{url}/readyz",
+    )
+    try:
+        process.wait_ready(timeout)
+    except BaseException:
+        process.stop()
+        raise
+    return RunningGateway(process=process, url=url, api_key=merged["GATEWAY_API_KEYS"].split(",")[0])
+
+
+def start_job_worker(
+    redis_url: str,
+    log_dir: Path,
+    queues: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    name: str = "worker",
+    concurrency: int = 2,
+) -> ServiceProcess:
+    """:mod:`genstack.testing.job_worker` consuming ``queues`` (a real Celery worker)."""
+    argv = [sys.executable, "-m", "genstack.testing.job_worker", "--concurrency", str(concurrency)]
+    for queue in queues:
+        argv += ["--queue", queue]
+    merged = {
+        "REDIS_URL": redis_url,
+        "NODE_ID": "test-node",
+        "OUTPUT_DIR": str(log_dir / "outputs"),
+        "LOG_FORMAT": "text",
+        **(env or {}),
+    }
+    process = ServiceProcess(argv, env=merged, log_path=log_dir / f"{name}.log")
+    process.wait_ready()
+    return process
+
+
+def start_uploader(
+    redis_url: str,
+    log_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    name: str = "uploader",
+    timeout: float = 60.0,
+) -> ServiceProcess:
+    """``genstack-uploader run``, ready (its /readyz answers 200)."""
+    port = free_port()
+    merged = {
+        "REDIS_URL": redis_url,
+        "NODE_ID": "test-node",
+        "OUTPUT_DIR": str(log_dir / "outputs"),
+        "STORAGE_DIR": str(log_dir / "storage"),
+        "ENABLE_R2_SYNC": "false",
+        "UPLOAD_METRICS_HOST": "127.0.0.1",
+        "UPLOAD_METRICS_PORT": str(port),
+        "UPLOAD_RESCAN_INTERVAL_S": "3600",
+        "LOG_FORMAT": "text",
+        **(env or {}),
+    }
+    process = ServiceProcess(
+        [console_script("genstack-uploader"), "run"],
+        env=merged,
+        log_path=log_dir / f"{name}.log",
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+    )
+    try:
+        process.wait_ready(timeout)
+    except BaseException:
+        process.stop()
+        raise
+    return process
