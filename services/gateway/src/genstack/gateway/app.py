@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from genstack.gateway.auth import ApiKeys
+from genstack.gateway.backends import Registry, build_registry
 from genstack.gateway.errors import install_error_handlers
 from genstack.gateway.metrics import GatewayMetrics
 from genstack.gateway.middleware import GatewayMiddleware, Policy
@@ -55,14 +56,38 @@ def _notifier(svc: Services) -> WebhookNotifier:
     )
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, plus: bearer auth everywhere but the probes, and 400 (OpenAI's
-    error shape) where FastAPI would document its 422."""
+def _document_params(schema: dict[str, Any], registry: Registry) -> None:
+    """The served backends' params models as schemas of their own, named in the description
+    of JobRequest.params. (Not as an anyOf there: which one applies depends on ``type`` and
+    ``backend``, and a union of them all makes generated clients and fuzzers crawl.)"""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    lines = []
+    for backend in registry.backends.values():
+        for job_type, model in backend.params.items():
+            name = model.__name__
+            if name not in components:
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[name] = model_schema
+            lines.append(f"`{backend.name}` {job_type.value} jobs: {name}")
+    params = components.get("JobRequest", {}).get("properties", {}).get("params")
+    if params is not None and lines:
+        params["description"] = (
+            "Validated by the params model of the job's backend and type ("
+            + "; ".join(lines)
+            + "; see their schemas below)."
+        )
+
+
+def _openapi(app: FastAPI, registry: Registry) -> dict[str, Any]:
+    """FastAPI's schema, plus: bearer auth everywhere but the probes, 400 (OpenAI's error
+    shape) where FastAPI would document its 422, and the backends' params models."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
+    _document_params(schema, registry)
     schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
         "type": "http",
         "scheme": "bearer",
@@ -140,7 +165,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     install_error_handlers(app)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    registry = build_registry(settings)
+    app.openapi = lambda: _openapi(app, registry)  # type: ignore[method-assign]
 
     open_paths = set(OPEN_PATHS)
     if settings.gateway_public_docs:

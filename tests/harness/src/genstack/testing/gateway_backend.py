@@ -20,4 +20,4 @@ class ScriptedParams(BaseModel):
     fail_message: str | None = Field(default=None, max_length=500)
 
 
-PARAMS = {job_type: ScriptedParams for job_type in JobType}
+PARAMS = dict.fromkeys(JobType, ScriptedParams)

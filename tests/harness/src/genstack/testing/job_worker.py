@@ -103,7 +103,10 @@ def make_handler() -> Any:
             elif kind == "image":
                 path, data = ctx.output_dir / f"image-{index}.png", png_bytes(shade=index * 40)
             else:
-                path, data = ctx.output_dir / f"output-{index}.txt", f"{ctx.job.id} {index}".encode()
+                path, data = (
+                    ctx.output_dir / f"output-{index}.txt",
+                    f"{ctx.job.id} {index}".encode(),
+                )
             path.write_bytes(data)
             files.append(path)
         return files

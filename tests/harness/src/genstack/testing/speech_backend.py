@@ -190,7 +190,9 @@ class SpeechBackend:
             )
             await writer.drain()
             return
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         for index, piece in enumerate(pieces):
             if index and self.chunk_delay_s:
                 await asyncio.sleep(self.chunk_delay_s)

@@ -71,7 +71,9 @@ def start_gateway(
     except BaseException:
         process.stop()
         raise
-    return RunningGateway(process=process, url=url, api_key=merged["GATEWAY_API_KEYS"].split(",")[0])
+    return RunningGateway(
+        process=process, url=url, api_key=merged["GATEWAY_API_KEYS"].split(",")[0]
+    )
 
 
 def start_job_worker(

@@ -1,0 +1,76 @@
+"""Backpressure (429 + Retry-After at the queue depth limit) and job expiry (JOB_TTL_S)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from genstack.core.redis_client import connect
+from genstack.testing.redis_server import RedisServer
+from genstack.testing.stack import start_gateway
+
+TTS = {"type": "tts", "params": {"input": "hi"}}
+
+
+def test_full_queue_answers_429_with_retry_after(
+    module_redis: RedisServer, module_dir: Path
+) -> None:
+    gateway = start_gateway(
+        module_redis.url,
+        module_dir,
+        env={"GATEWAY_MAX_QUEUE_DEPTH": "3", "GATEWAY_RETRY_AFTER_S": "7"},
+        name="gw-backpressure",
+    )
+    redis = connect(module_redis.url)
+    redis.delete("tts.xtts", "comfyui")
+    try:
+        with httpx.Client(base_url=gateway.url, headers=gateway.headers) as http:
+            accepted = [http.post("/v1/jobs", json=TTS).status_code for _ in range(3)]
+            assert accepted == [201, 201, 201]
+            refused = http.post("/v1/jobs", json=TTS)
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "7"
+            assert refused.json()["error"]["code"] == "queue_full"
+            assert redis.llen("tts.xtts") == 3  # the refused job was never queued
+            # Queues are limited one by one: another backend's queue still takes jobs.
+            image = {"type": "image", "params": {"prompt": "a cat"}}
+            assert http.post("/v1/jobs", json=image).status_code == 201
+            # A refused request with an Idempotency-Key does not burn the key.
+            keyed = {"Idempotency-Key": "after-the-rush"}
+            assert http.post("/v1/jobs", json=TTS, headers=keyed).status_code == 429
+            redis.rpop("tts.xtts")  # a worker takes one
+            assert http.post("/v1/jobs", json=TTS, headers=keyed).status_code == 201
+            assert http.post("/v1/jobs", json=TTS).status_code == 429
+            metrics = http.get("/metrics").text
+            assert (
+                'genstack_gateway_jobs_rejected_total{queue="tts.xtts",reason="queue_full"} 3.0'
+                in metrics
+            )
+    finally:
+        gateway.stop()
+        redis.delete("tts.xtts", "comfyui")
+
+
+def test_jobs_and_their_events_expire(module_redis: RedisServer, module_dir: Path) -> None:
+    gateway = start_gateway(module_redis.url, module_dir, env={"JOB_TTL_S": "2"}, name="gw-ttl")
+    try:
+        with httpx.Client(base_url=gateway.url, headers=gateway.headers) as http:
+            job = http.post("/v1/jobs", json=TTS, headers={"Idempotency-Key": "ttl"}).json()
+            assert http.get(f"/v1/jobs/{job['id']}").status_code == 200
+            redis = connect(module_redis.url)
+            assert 0 < redis.ttl(f"genstack:job:{job['id']}") <= 2
+            assert 0 < redis.ttl(f"genstack:job:{job['id']}:events") <= 2
+            time.sleep(3.2)
+            assert http.get(f"/v1/jobs/{job['id']}").status_code == 404
+            assert http.get(f"/v1/jobs/{job['id']}/events").status_code == 404
+            assert not redis.exists(f"genstack:job:{job['id']}:events")
+            listed = http.get("/v1/jobs", params={"limit": 100}).json()["data"]
+            assert job["id"] not in [j["id"] for j in listed]
+            # The idempotency key went with its job: the same key makes a new job now.
+            again = http.post("/v1/jobs", json=TTS, headers={"Idempotency-Key": "ttl"})
+            assert again.status_code == 201 and again.json()["id"] != job["id"]
+    finally:
+        gateway.stop()
+        connect(module_redis.url).delete("tts.xtts")
