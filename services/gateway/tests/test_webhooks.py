@@ -7,11 +7,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,73 +16,11 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from genstack.testing.ports import free_port
 from genstack.testing.redis_server import RedisServer
 from genstack.testing.stack import RunningGateway, start_gateway
+from genstack.testing.webhook_receiver import Receiver
 
 SECRET = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-
-
-@dataclass
-class Delivery:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    status: int
-    at: float = field(default_factory=time.monotonic)
-
-
-class Receiver:
-    """A webhook receiver on loopback; ``plan[path]`` lists the statuses it answers in turn
-    (then 200)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.deliveries: list[Delivery] = []
-        self.plan: dict[str, list[int]] = {}
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                with receiver.lock:
-                    statuses = receiver.plan.get(self.path, [])
-                    status = statuses.pop(0) if statuses else 200
-                    receiver.deliveries.append(
-                        Delivery(
-                            self.path, {k.lower(): v for k, v in self.headers.items()}, body, status
-                        )
-                    )
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def to(self, path: str) -> list[Delivery]:
-        with self.lock:
-            return [d for d in self.deliveries if d.path == path]
-
-    def wait(self, path: str, count: int, timeout: float = 20.0) -> list[Delivery]:
-        deadline = time.monotonic() + timeout
-        while len(self.to(path)) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{path}: {len(self.to(path))} of {count} deliveries")
-            time.sleep(0.05)
-        return self.to(path)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -79,8 +79,9 @@ def make_handler() -> Any:
 
     def handle(ctx: JobContext) -> Sequence[Path]:
         params: dict[str, Any] = ctx.params
-        steps = int(params.get("steps", 2))
-        sleep_s = float(params.get("sleep_s", 0.0))
+        # Backends' own params (an image job's "steps": None) may share these names.
+        steps = int(params.get("steps") or 0) if "sleep_s" in params else 2
+        sleep_s = float(params.get("sleep_s") or 0.0)
         for step in range(steps):
             deadline = time.monotonic() + sleep_s
             while True:
@@ -94,7 +95,7 @@ def make_handler() -> Any:
             raise JobFailedError(
                 str(params["fail_code"]), str(params.get("fail_message", "asked to fail"))
             )
-        count = int(params.get("n", params.get("files", 1)))
+        count = int(params.get("n") or params.get("files") or 1)
         kind = ctx.job.type.value
         files = []
         for index in range(count):
