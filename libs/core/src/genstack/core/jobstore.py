@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from redis import Redis
+from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.client import Pipeline
 
 from genstack.core.jobs import (
@@ -27,6 +28,9 @@ from genstack.core.jobs import (
     JobStatus,
     utcnow,
 )
+
+# Commands queued on a pipeline are buffered the same way by both clients.
+AnyPipeline = Pipeline | AsyncPipeline
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 STREAM_MAXLEN = 10_000
@@ -124,13 +128,20 @@ class JobStore:
     # writes -------------------------------------------------------------------------------
     def create(self, job: Job) -> Job:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self.job_key(job.id), job.model_dump_json(), nx=True, ex=self.ttl_s)
-        pipe.zadd(self.index_key, {job.id: job.created_at.timestamp()})
-        self._add_event(pipe, job.id, "status", {"status": job.status, "progress": job.progress})
+        self.create_commands(pipe, job)
         created, *_ = pipe.execute()
         if not created:
             raise ValueError(f"job {job.id} already exists")
         return job
+
+    def create_commands(self, pipe: AnyPipeline, job: Job) -> None:
+        """Queue what :meth:`create` writes on ``pipe`` (redis-py or redis.asyncio, made
+        with ``transaction=True``), for a caller that adds its own commands to the same
+        transaction (the gateway: the job's queue message). The first result is falsy when
+        a job with this id exists already."""
+        pipe.set(self.job_key(job.id), job.model_dump_json(), nx=True, ex=self.ttl_s)
+        pipe.zadd(self.index_key, {job.id: job.created_at.timestamp()})
+        self._add_event(pipe, job.id, "status", {"status": job.status, "progress": job.progress})
 
     def set_status(
         self,
@@ -238,7 +249,7 @@ class JobStore:
             data["error"] = job.error.model_dump()
         return data
 
-    def _add_event(self, pipe: Pipeline, job_id: str, event_type: str, data: Any) -> None:
+    def _add_event(self, pipe: AnyPipeline, job_id: str, event_type: str, data: Any) -> None:
         key = self.events_key(job_id)
         pipe.xadd(
             key,

@@ -108,18 +108,19 @@ class Services:
             follow_redirects=False,
         )
         secret = settings.gateway_webhook_secret
+        aredis = async_redis(settings.redis_url, socket_timeout=SSE_HEARTBEAT_S + 15)
         return cls(
             settings=settings,
             registry=registry,
             metrics=metrics,
             redis=redis,
-            aredis=async_redis(settings.redis_url, socket_timeout=SSE_HEARTBEAT_S + 15),
+            aredis=aredis,
             store=store,
             celery=celery,
             storage=storage,
             links=ArtifactLinks(storage, FileSigner(signing_key), settings.presign_expiry_s),
             submitter=JobSubmitter(
-                redis, store, celery, idempotency_ttl_s=settings.gateway_idempotency_ttl_s
+                aredis, store, celery, idempotency_ttl_s=settings.gateway_idempotency_ttl_s
             ),
             backend_http=backend_http,
             webhook_http=webhook_http,

@@ -1,25 +1,28 @@
-"""Accepting a job: idempotency, the queue depth limit, the record, the Celery message.
+"""Accepting a job: idempotency, the queue depth limit, the record and its queue message.
 
-Blocking (redis-py, kombu): the routes run it in the gateway's thread pool, one hop per
-submission.
+Two Redis round trips on the event loop, no thread: the idempotency claim and the queue's
+depth in one pipeline, then the job's record and its Celery message in one MULTI/EXEC
+transaction, so there is never a record without its message or a message without its
+record. The message is the one ``dispatch_job`` would publish (genstack.core's
+``job_message``), pushed where Celery's Redis transport keeps the queue.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from celery import Celery
-from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
-from genstack.core.jobs import Job, JobError, JobStatus
-from genstack.core.jobstore import InvalidTransitionError, JobNotFoundError, JobStore
-from genstack.core.worker import dispatch_job
+from genstack.core.jobs import Job
+from genstack.core.jobstore import JobStore
+from genstack.core.worker import job_message
 
 log = logging.getLogger(__name__)
 
@@ -71,55 +74,55 @@ class Submission:
 
 class JobSubmitter:
     def __init__(
-        self, redis: Redis, store: JobStore, celery: Celery, *, idempotency_ttl_s: int
+        self, redis: AsyncRedis, store: JobStore, celery: Celery, *, idempotency_ttl_s: int
     ) -> None:
         self.redis = redis
-        self.store = store
-        self.celery = celery
+        self.store = store  # for its key names, TTL and record layout
+        self.celery = celery  # for its message format only: nothing is sent through it
         # A key must not outlive its job, or a replay would find nothing to return.
         self.idempotency_ttl_s = min(idempotency_ttl_s, store.ttl_s)
 
-    def submit(
+    async def submit(
         self, job: Job, queue: str, max_depth: int, idem: Idempotency | None = None
     ) -> Submission:
         pipe = self.redis.pipeline(transaction=False)
+        claim = ""
         if idem is not None:
             claim = json.dumps(
                 {"job_id": job.id, "fingerprint": idem.fingerprint, "at": time.time()}
             )
             pipe.set(idem.key, claim, nx=True, ex=self.idempotency_ttl_s)
         pipe.llen(queue)
-        results = pipe.execute()
+        results = await pipe.execute()
         if idem is not None and not results[0]:
-            replay = self._replay(idem)
+            replay = await self._replay(idem)
             if replay is not None:
                 return replay
             # The key outlived its job (expired or deleted): this request takes it over.
-            self.redis.set(idem.key, claim, ex=self.idempotency_ttl_s)
+            await self.redis.set(idem.key, claim, ex=self.idempotency_ttl_s)
         depth = int(results[-1])
         if depth >= max_depth:
-            self._release(idem)
+            await self._release(idem)
             raise QueueFullError(queue, depth, max_depth)
-        self.store.create(job)
+        message = job_message(self.celery, job.id, queue)
+        pipe = self.redis.pipeline(transaction=True)
+        self.store.create_commands(pipe, job)
+        pipe.lpush(queue, message)
         try:
-            dispatch_job(self.celery, job.id, queue)
+            created, *_ = await pipe.execute()
         except Exception as exc:
             log.exception("job could not be queued", extra={"job_id": job.id, "queue": queue})
-            self._release(idem)
-            with contextlib.suppress(InvalidTransitionError, JobNotFoundError):
-                self.store.set_status(
-                    job.id,
-                    JobStatus.FAILED,
-                    error=JobError(code="dispatch_failed", message=f"queueing failed: {exc}"),
-                )
+            await self._release(idem)
             raise DispatchError(str(exc)) from exc
+        if not created:
+            raise DispatchError(f"job id {job.id} is taken")
         return Submission(job, created=True)
 
-    def _replay(self, idem: Idempotency) -> Submission | None:
+    async def _replay(self, idem: Idempotency) -> Submission | None:
         """The job an earlier request with this key made; None if that job is gone."""
         deadline = time.monotonic() + REPLAY_WAIT_S
         while True:
-            raw = cast(str | None, self.redis.get(idem.key))
+            raw: Any = await self.redis.get(idem.key)
             if raw is None:
                 return None
             claim = json.loads(raw)
@@ -127,9 +130,9 @@ class JobSubmitter:
                 raise IdempotencyConflictError(
                     "this Idempotency-Key was used with a different request body"
                 )
-            job = self.store.get(claim["job_id"])
-            if job is not None:
-                return Submission(job, created=False)
+            record: Any = await self.redis.get(self.store.job_key(claim["job_id"]))
+            if record is not None:
+                return Submission(Job.model_validate_json(record), created=False)
             if time.time() - float(claim.get("at", 0)) > CLAIM_STALE_S:
                 return None  # the job expired or was deleted
             # The first request holds the key but has not written its record yet.
@@ -137,8 +140,11 @@ class JobSubmitter:
                 raise IdempotencyInProgressError(
                     "a request with this Idempotency-Key is still being processed"
                 )
-            time.sleep(0.02)
+            await asyncio.sleep(0.02)
 
-    def _release(self, idem: Idempotency | None) -> None:
+    async def _release(self, idem: Idempotency | None) -> None:
         if idem is not None:
-            self.redis.delete(idem.key)
+            try:
+                await self.redis.delete(idem.key)
+            except Exception:  # the claim then expires on its own
+                log.warning("idempotency claim not released", exc_info=True)

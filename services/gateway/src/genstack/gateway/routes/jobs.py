@@ -146,9 +146,7 @@ async def submit_job(
         else None
     )
     try:
-        submission = await svc.run_sync(
-            svc.submitter.submit, job, backend.queue, backend.max_queue_depth, idem
-        )
+        submission = await svc.submitter.submit(job, backend.queue, backend.max_queue_depth, idem)
     except QueueFullError as exc:
         svc.metrics.jobs_rejected.labels(exc.queue, "queue_full").inc()
         raise ApiError(
