@@ -74,3 +74,40 @@ def test_jobs_and_their_events_expire(module_redis: RedisServer, module_dir: Pat
     finally:
         gateway.stop()
         connect(module_redis.url).delete("tts.xtts")
+
+
+def test_a_redis_outage_is_a_503_and_the_gateway_recovers(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    gateway = start_gateway(redis.url, tmp_path, name="gw-outage")
+    try:
+        with httpx.Client(base_url=gateway.url, headers=gateway.headers, timeout=30) as http:
+            job = http.post("/v1/jobs", json=TTS).json()
+            redis.stop()
+            for method, path, body in (
+                ("POST", "/v1/jobs", TTS),
+                ("GET", f"/v1/jobs/{job['id']}", None),
+                ("GET", "/v1/jobs", None),
+                ("DELETE", f"/v1/jobs/{job['id']}", None),
+            ):
+                response = http.request(method, path, json=body)
+                assert response.status_code == 503, (method, path, response.text)
+                assert response.json()["error"]["code"] in {
+                    "redis_unavailable",
+                    "queue_unavailable",
+                }
+            assert httpx.get(f"{gateway.url}/readyz").status_code == 503
+            assert httpx.get(f"{gateway.url}/healthz").status_code == 200
+            redis.start()  # same port, same AOF: the job is still there
+            deadline = time.monotonic() + 20
+            while httpx.get(f"{gateway.url}/readyz").status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert http.get(f"/v1/jobs/{job['id']}").json()["id"] == job["id"]
+            assert http.post("/v1/jobs", json=TTS).status_code == 201
+        assert (
+            "Traceback" not in gateway.process.logs() or "unhandled" not in gateway.process.logs()
+        )
+    finally:
+        gateway.stop()
+        redis.close()

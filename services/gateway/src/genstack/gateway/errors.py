@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -146,10 +147,20 @@ def install_error_handlers(app: FastAPI) -> None:
         message, param = validation_message(errors)
         return error_response(400, message, code="invalid_value", param=param)
 
+    async def on_redis_error(request: Request, exc: Exception) -> Response:
+        log.warning("redis unavailable", extra={"path": request.url.path, "err": str(exc)})
+        return error_response(
+            503,
+            "the job store (Redis) is unavailable; retry shortly",
+            code="redis_unavailable",
+            headers={"Retry-After": "5"},
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})
         return error_response(500, "internal error; see the gateway log", code="internal_error")
 
     app.add_exception_handler(StarletteHTTPException, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(RedisError, on_redis_error)
     app.add_exception_handler(Exception, on_unexpected)

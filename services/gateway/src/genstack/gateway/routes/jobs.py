@@ -230,7 +230,7 @@ def _page(
 
 
 @router.get(
-    "", response_model=JobList, summary="List jobs, newest first", responses=errors(400, 401)
+    "", response_model=JobList, summary="List jobs, newest first", responses=errors(400, 401, 503)
 )
 async def list_jobs(
     request: Request,
@@ -261,7 +261,9 @@ async def _require(svc: Services, job_id: str) -> Job:
     return job
 
 
-@router.get("/{job_id}", response_model=Job, summary="Get a job", responses=errors(400, 401, 404))
+@router.get(
+    "/{job_id}", response_model=Job, summary="Get a job", responses=errors(400, 401, 404, 503)
+)
 async def get_job(job_id: JobId, request: Request) -> Response:
     svc = services(request)
     return job_response(svc, request, await _require(svc, job_id))
@@ -273,7 +275,7 @@ async def get_job(job_id: JobId, request: Request) -> Response:
     summary="Cancel a job",
     description="A queued job is cancelled at once; a running one is signalled and its worker "
     "stops its backend (the job then ends `cancelled`). A finished job is returned as is.",
-    responses=errors(400, 401, 404),
+    responses=errors(400, 401, 404, 503),
 )
 async def cancel_job(job_id: JobId, request: Request) -> Response:
     svc = services(request)
@@ -291,7 +293,7 @@ async def cancel_job(job_id: JobId, request: Request) -> Response:
     "`id`; reconnect with `Last-Event-ID` (or `?last_event_id=`) to resume. The stream ends "
     "after the terminal status.",
     response_class=StreamingResponse,
-    responses=errors(400, 401, 404, extra={200: {"content": {"text/event-stream": {}}}}),
+    responses=errors(400, 401, 404, 503, extra={200: {"content": {"text/event-stream": {}}}}),
 )
 async def job_events_route(
     job_id: JobId,
