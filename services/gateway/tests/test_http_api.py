@@ -282,9 +282,18 @@ def test_concurrent_requests_with_one_idempotency_key_make_one_job(
     assert len(ids) == 8 and len(set(ids)) == 1
 
 
-def test_cancel_a_queued_job(http: httpx.Client) -> None:
+def test_cancel_a_queued_job(http: httpx.Client, module_redis: RedisServer) -> None:
     job = http.post("/v1/jobs", json=tts("never")).json()
+    redis = connect(module_redis.url)
+
+    def queued_messages() -> int:
+        return sum(job["id"] in m for m in redis.lrange("tts.xtts", 0, -1))
+
+    assert queued_messages() == 1
+    depth = redis.llen("tts.xtts")
     cancelled = http.delete(f"/v1/jobs/{job['id']}")
+    # The message leaves the queue at once: it holds no place against the depth limit.
+    assert queued_messages() == 0 and redis.llen("tts.xtts") == depth - 1
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert http.get(f"/v1/jobs/{job['id']}").json()["status"] == "cancelled"
     # Cancelling again changes nothing.

@@ -12,11 +12,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
+from genstack.core.logging import configure_logging
 from genstack.gateway.auth import ApiKeys
 from genstack.gateway.backends import Registry, build_registry
 from genstack.gateway.errors import install_error_handlers
 from genstack.gateway.metrics import GatewayMetrics
-from genstack.gateway.middleware import GatewayMiddleware, Policy
+from genstack.gateway.middleware import GatewayMiddleware, Policy, RequestIdFilter
 from genstack.gateway.routes import files, jobs, openai_audio, openai_images, ops
 from genstack.gateway.services import Services
 from genstack.gateway.settings import GatewaySettings
@@ -195,5 +196,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` and multi-process serving."""
-    return create_app()
+    """Factory for ``uvicorn --factory`` and each process of GATEWAY_WORKERS > 1 (they start
+    fresh, so logging is set up here too)."""
+    settings = GatewaySettings()
+    configure_logging("gateway", settings.log_level, settings.log_format)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
+    return create_app(settings)

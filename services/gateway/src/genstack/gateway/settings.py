@@ -11,6 +11,7 @@ from pydantic_settings import NoDecode
 
 from genstack.core.jobs import JobType
 from genstack.core.settings import CelerySettings, CoreSettings, StorageSettings
+from genstack.gateway.webhooks.signing import decode_secret
 
 MiB = 1024 * 1024
 MIN_API_KEY_CHARS = 16
@@ -153,6 +154,13 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad one
+        return value
+
+    @field_validator("gateway_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_secret(value.get_secret_value())  # WebhookSecretError says what is wrong
         return value
 
     @model_validator(mode="after")

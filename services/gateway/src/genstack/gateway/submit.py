@@ -27,6 +27,16 @@ from genstack.core.worker import job_message
 log = logging.getLogger(__name__)
 
 REPLAY_WAIT_S = 2.0
+# Removes the first queue message that names the job (job ids are unique, so only its own
+# message can); one atomic step, so a worker never pops half a removal.
+WITHDRAW_SCRIPT = """
+for _, item in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if string.find(item, ARGV[1], 1, true) then
+    return redis.call('LREM', KEYS[1], 1, item)
+  end
+end
+return 0
+"""
 # A claim whose job is missing this long after it was made belongs to a job that is gone.
 CLAIM_STALE_S = 30.0
 
@@ -117,6 +127,12 @@ class JobSubmitter:
         if not created:
             raise DispatchError(f"job id {job.id} is taken")
         return Submission(job, created=True)
+
+    async def withdraw(self, job_id: str, queue: str) -> bool:
+        """Take a cancelled job's message off its queue, so it holds no place there (the
+        worker would skip it anyway); False if a worker has taken it already."""
+        removed: Any = await self.redis.eval(WITHDRAW_SCRIPT, 1, queue, job_id)
+        return bool(removed)
 
     async def _replay(self, idem: Idempotency) -> Submission | None:
         """The job an earlier request with this key made; None if that job is gone."""

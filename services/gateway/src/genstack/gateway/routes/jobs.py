@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis import Redis
 from starlette.responses import Response, StreamingResponse
 
-from genstack.core.jobs import Job, JobType
+from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobNotFoundError, JobStore
 from genstack.gateway.backends import Backend
 from genstack.gateway.errors import ApiError, validation_message
@@ -283,6 +283,10 @@ async def cancel_job(job_id: JobId, request: Request) -> Response:
         job = await svc.run_sync(svc.store.request_cancel, job_id)
     except JobNotFoundError:
         raise ApiError(404, f"job {job_id} not found (or expired)", code="job_not_found") from None
+    backend = svc.registry.get(job.backend)
+    if job.status == JobStatus.CANCELLED and backend is not None:
+        # Cancelled while queued (or just now): its message leaves the queue too.
+        await svc.submitter.withdraw(job.id, backend.queue)
     return job_response(svc, request, job)
 
 
