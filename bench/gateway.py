@@ -4,9 +4,10 @@
     .venvs/stack/bin/python bench/gateway.py --quick    # smaller, for a smoke run
 
 1. Job submission. The raw limit: the same record write and Celery message the gateway
-   sends (``JobStore.create_commands`` + LPUSH of ``job_message`` in one transaction), in a
-   tight loop in this process, no HTTP; beside it the same through Celery's own publish
-   (``JobStore.create`` + ``dispatch_job``), and the ratio is taken to the faster. Then
+   sends (its submit script: depth check, ``JobStore.create_commands``' writes, LPUSH of
+   ``job_message``), in a tight loop in this process, no HTTP; beside it the same through
+   Celery's own publish (``JobStore.create`` + ``dispatch_job``); the ratio is taken to the
+   faster of the two. Then
    ``POST /v1/jobs`` to a ``genstack-gateway serve`` process at concurrency 32 over keep-alive
    connections: submissions per second, p50 and p99 latency, and the ratio to the raw limit.
    Targets: at least half of the raw limit, p99 under 50 ms.
@@ -43,6 +44,7 @@ from genstack.core.jobs import Job, JobType
 from genstack.core.jobstore import JobStore
 from genstack.core.redis_client import connect
 from genstack.core.worker import dispatch_job, job_message
+from genstack.gateway.submit import SUBMIT_SCRIPT
 from genstack.testing.ports import free_port
 from genstack.testing.process import ServiceProcess, console_script
 from genstack.testing.speech_backend import SpeechBackend
@@ -155,23 +157,26 @@ def raw_submissions(redis_url: str, count: int, *, kombu: bool) -> tuple[float, 
     """The job write and its queue message in a tight loop, one after the other.
 
     ``kombu``: JobStore.create, then dispatch_job (Celery's send_task). Otherwise the very
-    commands the gateway sends: JobStore.create_commands and LPUSH of job_message, in one
-    MULTI/EXEC (redis-py, blocking)."""
+    Redis work the gateway does per submission: its submit script (queue depth check,
+    JobStore.create_commands' writes, LPUSH of job_message) with redis-py, blocking."""
     redis = connect(redis_url)
     store = JobStore(redis)
     app = create_celery_app("bench-raw", redis_url)
     queue = "bench.raw"
+    script = redis.register_script(SUBMIT_SCRIPT)
 
     def submit() -> None:
         job = Job(type=JobType.TTS, backend="xtts", params={"input": "Hello from the benchmark."})
         if kombu:
             store.create(job)
             dispatch_job(app, job.id, queue)
-        else:
-            pipe = redis.pipeline(transaction=True)
-            store.create_commands(pipe, job)
-            pipe.lpush(queue, job_message(app, job.id, queue))
-            pipe.execute()
+            return
+        recorder = redis.pipeline(transaction=True)
+        store.create_commands(recorder, job)
+        args: list[object] = [10**9, job_message(app, job.id, queue)]
+        for command, _options in recorder.command_stack:
+            args += [len(command), *command]
+        assert int(script(keys=[queue], args=args)) > 0
 
     for _ in range(50):  # warm-up: connections, kombu's queue declaration
         submit()

@@ -164,7 +164,7 @@ def test_body_size_limits(http: httpx.Client) -> None:
     ("body", "param", "fragment"),
     [
         ('{"type": "tts", "params": ', None, "not valid JSON"),
-        ("[1, 2]", None, "valid dictionary"),
+        ("[1, 2]", None, "object"),
         ('{"type": "sing"}', "type", "type"),
         ('{"type": "tts", "params": "hello"}', "params", "params"),
         ('{"type": "tts", "params": {"input": 5}}', "params.input", "params.input"),

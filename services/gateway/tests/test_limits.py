@@ -9,6 +9,7 @@ import httpx
 
 from genstack.core.redis_client import connect
 from genstack.testing.redis_server import RedisServer
+from genstack.testing.sse import read_sse
 from genstack.testing.stack import start_gateway
 
 TTS = {"type": "tts", "params": {"input": "hi"}}
@@ -111,3 +112,27 @@ def test_a_redis_outage_is_a_503_and_the_gateway_recovers(tmp_path: Path) -> Non
     finally:
         gateway.stop()
         redis.close()
+
+
+def test_event_streams_end_after_their_maximum_and_resume(
+    module_redis: RedisServer, module_dir: Path
+) -> None:
+    gateway = start_gateway(
+        module_redis.url, module_dir, env={"GATEWAY_SSE_MAX_S": "1"}, name="gw-sse-max"
+    )
+    try:
+        with httpx.Client(base_url=gateway.url, headers=gateway.headers, timeout=30) as http:
+            job = http.post("/v1/jobs", json=TTS).json()
+            started = time.monotonic()
+            with http.stream("GET", f"/v1/jobs/{job['id']}/events") as response:
+                first = list(read_sse(response))
+            assert 0.9 < time.monotonic() - started < 5
+            assert [e.json()["status"] for e in first] == ["queued"]
+            http.delete(f"/v1/jobs/{job['id']}")
+            resumed = {"Last-Event-ID": first[-1].id or ""}
+            with http.stream("GET", f"/v1/jobs/{job['id']}/events", headers=resumed) as response:
+                rest = list(read_sse(response))
+            assert [e.json()["status"] for e in rest if e.event == "status"] == ["cancelled"]
+    finally:
+        gateway.stop()
+        connect(module_redis.url).delete("tts.xtts")

@@ -46,6 +46,7 @@ def gateway(
             "XTTS_URL": backend.url,
             "CHATTERBOX_URL": "http://127.0.0.1:9",
             "GATEWAY_IMAGE_WAIT_S": "0.1",  # no worker: image requests time out at once
+            "GATEWAY_SSE_MAX_S": "0.5",  # nor do event streams of the jobs it makes end
             "GATEWAY_WEBHOOK_SECRET": "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
             "LOG_LEVEL": "WARNING",
         },
@@ -76,8 +77,10 @@ def test_no_route_fails_under_generated_requests(gateway: RunningGateway, tmp_pa
         "none",
         "--request-timeout",
         "20",
+        # One worker: CPython 3.11.7 can fail compile() in threads ("AST constructor
+        # recursion depth mismatch", fixed in 3.11.8), which schemathesis hits with several.
         "--workers",
-        "2",
+        "1",
         "--suppress-health-check",
         "all",
         "--no-color",

@@ -126,23 +126,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = list(exc.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
-            detail = next(e for e in errors if e.get("type") == "json_invalid")
-            reason = (detail.get("ctx") or {}).get("error", "")
-            return error_response(
-                400, f"the body is not valid JSON: {reason}".rstrip(": "), code="invalid_json"
-            )
         content_type = request.headers.get("content-type", "")
         if (
             content_type
             and "json" not in content_type
-            and any(tuple(e.get("loc", ())) == ("body",) for e in errors)
+            and any(tuple(e.get("loc", ()))[:1] == ("body",) for e in errors)
         ):
             return error_response(
                 400,
                 f"the body must be JSON sent as Content-Type: application/json "
                 f"(got {content_type[:80]!r})",
                 code="invalid_content_type",
+            )
+        if any(e.get("type") == "json_invalid" for e in errors):
+            detail = next(e for e in errors if e.get("type") == "json_invalid")
+            reason = (detail.get("ctx") or {}).get("error", "")
+            return error_response(
+                400, f"the body is not valid JSON: {reason}".rstrip(": "), code="invalid_json"
             )
         message, param = validation_message(errors)
         return error_response(400, message, code="invalid_value", param=param)

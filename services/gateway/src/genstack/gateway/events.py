@@ -50,9 +50,13 @@ async def job_events(
     *,
     after: str = "0-0",
     heartbeat_s: float = 15.0,
+    max_s: float = 3600.0,
 ) -> AsyncIterator[bytes]:
-    """SSE frames for the job's events after stream id ``after``, then the end."""
+    """SSE frames for the job's events after stream id ``after``, then the end. After
+    ``max_s`` the stream ends anyway; a client reconnects and resumes (Last-Event-ID)."""
     key = store.events_key(job_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_s
     yield b"retry: 2000\n\n"
     while True:
         raw = await redis.get(store.job_key(job_id))
@@ -67,14 +71,18 @@ async def job_events(
                 for event in parse_rows(tail):
                     after = event.id
                     yield sse_frame(event)
-        reply: Any = await redis.xread({key: after}, count=BATCH, block=int(heartbeat_s * 1000))
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        block_ms = max(1, int(min(heartbeat_s, remaining) * 1000))
+        reply: Any = await redis.xread({key: after}, count=BATCH, block=block_ms)
         events = parse_rows(reply[0][1]) if reply else []
         for event in events:
             after = event.id
             yield sse_frame(event)
             if is_terminal(event):
                 return
-        if not events:
+        if not events and deadline > loop.time():
             yield b": keep-alive\n\n"  # through proxies that cut idle connections
 
 

@@ -97,6 +97,9 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
     gateway_image_wait_s: float = Field(
         default=300.0, gt=0, le=3600, description="/v1/images/generations waits this long."
     )
+    gateway_sse_max_s: float = Field(
+        default=3600.0, gt=0, description="An event stream ends after this; clients resume."
+    )
     gateway_max_b64_image_bytes: int = Field(default=32 * MiB, ge=1024)
     # backends -----------------------------------------------------------------------------
     gateway_backends: dict[str, BackendConfig] | None = Field(

@@ -1,10 +1,12 @@
 """Accepting a job: idempotency, the queue depth limit, the record and its queue message.
 
-Two Redis round trips on the event loop, no thread: the idempotency claim and the queue's
-depth in one pipeline, then the job's record and its Celery message in one MULTI/EXEC
-transaction, so there is never a record without its message or a message without its
-record. The message is the one ``dispatch_job`` would publish (genstack.core's
-``job_message``), pushed where Celery's Redis transport keeps the queue.
+On the event loop, no thread, one Redis round trip (two with an Idempotency-Key): a script
+checks the queue's depth, then writes the job's record exactly as ``JobStore.create`` does
+(its commands, recorded from ``JobStore.create_commands``) and pushes the job's Celery
+message, all atomically. So the depth limit is exact under any concurrency, and there is
+never a record without its message or a message without its record. The message is the one
+``dispatch_job`` would publish (genstack.core's ``job_message``), pushed where Celery's
+Redis transport keeps the queue.
 """
 
 from __future__ import annotations
@@ -19,12 +21,29 @@ from typing import Any
 
 from celery import Celery
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import RedisError
 
 from genstack.core.jobs import Job
 from genstack.core.jobstore import JobStore
 from genstack.core.worker import job_message
 
 log = logging.getLogger(__name__)
+
+# KEYS[1]: the queue. ARGV: the depth limit, the message, then the record's commands, each
+# as its argument count followed by its arguments. Answers -1 - depth when the queue is
+# full, 0 when the job id is taken (nothing written), else the queue's new length.
+SUBMIT_SCRIPT = """
+local depth = redis.call('LLEN', KEYS[1])
+if depth >= tonumber(ARGV[1]) then return -1 - depth end
+local i = 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local result = redis.call(unpack(ARGV, i + 1, i + n))
+  if i == 3 and not result then return 0 end
+  i = i + n + 1
+end
+return redis.call('LPUSH', KEYS[1], ARGV[2])
+"""
 
 REPLAY_WAIT_S = 2.0
 # Removes the first queue message that names the job (job ids are unique, so only its own
@@ -91,40 +110,38 @@ class JobSubmitter:
         self.celery = celery  # for its message format only: nothing is sent through it
         # A key must not outlive its job, or a replay would find nothing to return.
         self.idempotency_ttl_s = min(idempotency_ttl_s, store.ttl_s)
+        self._script = redis.register_script(SUBMIT_SCRIPT)
 
     async def submit(
         self, job: Job, queue: str, max_depth: int, idem: Idempotency | None = None
     ) -> Submission:
-        pipe = self.redis.pipeline(transaction=False)
-        claim = ""
         if idem is not None:
             claim = json.dumps(
                 {"job_id": job.id, "fingerprint": idem.fingerprint, "at": time.time()}
             )
-            pipe.set(idem.key, claim, nx=True, ex=self.idempotency_ttl_s)
-        pipe.llen(queue)
-        results = await pipe.execute()
-        if idem is not None and not results[0]:
-            replay = await self._replay(idem)
-            if replay is not None:
-                return replay
-            # The key outlived its job (expired or deleted): this request takes it over.
-            await self.redis.set(idem.key, claim, ex=self.idempotency_ttl_s)
-        depth = int(results[-1])
-        if depth >= max_depth:
-            await self._release(idem)
-            raise QueueFullError(queue, depth, max_depth)
-        message = job_message(self.celery, job.id, queue)
-        pipe = self.redis.pipeline(transaction=True)
-        self.store.create_commands(pipe, job)
-        pipe.lpush(queue, message)
+            if not await self.redis.set(idem.key, claim, nx=True, ex=self.idempotency_ttl_s):
+                replay = await self._replay(idem)
+                if replay is not None:
+                    return replay
+                # The key outlived its job (expired or deleted): this request takes it over.
+                await self.redis.set(idem.key, claim, ex=self.idempotency_ttl_s)
+        recorder = self.redis.pipeline(transaction=True)  # records commands, never runs
+        self.store.create_commands(recorder, job)
+        args: list[Any] = [max_depth, job_message(self.celery, job.id, queue)]
+        for command, _options in recorder.command_stack:
+            args += [len(command), *command]
         try:
-            created, *_ = await pipe.execute()
-        except Exception as exc:
-            log.exception("job could not be queued", extra={"job_id": job.id, "queue": queue})
+            result = int(await self._script(keys=[queue], args=args))
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "job could not be queued", extra={"job_id": job.id, "queue": queue, "err": str(exc)}
+            )
             await self._release(idem)
             raise DispatchError(str(exc)) from exc
-        if not created:
+        if result < 0:
+            await self._release(idem)
+            raise QueueFullError(queue, -result - 1, max_depth)
+        if result == 0:
             raise DispatchError(f"job id {job.id} is taken")
         return Submission(job, created=True)
 
@@ -162,5 +179,5 @@ class JobSubmitter:
         if idem is not None:
             try:
                 await self.redis.delete(idem.key)
-            except Exception:  # the claim then expires on its own
+            except (RedisError, OSError):  # the claim then expires on its own
                 log.warning("idempotency claim not released", exc_info=True)
