@@ -5,8 +5,8 @@ checks the queue's depth, then writes the job's record exactly as ``JobStore.cre
 (its commands, recorded from ``JobStore.create_commands``) and pushes the job's Celery
 message, all atomically. So the depth limit is exact under any concurrency, and there is
 never a record without its message or a message without its record. The message is the one
-``dispatch_job`` would publish (genstack.core's ``job_message``), pushed where Celery's
-Redis transport keeps the queue.
+``dispatch_job`` would publish (genstack.core's ``job_message``, filled in from a template by
+messages.py), pushed where Celery's Redis transport keeps the queue.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from genstack.core.jobs import Job
 from genstack.core.jobstore import JobStore
-from genstack.core.worker import job_message
+from genstack.gateway.messages import JobMessages
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class JobSubmitter:
     ) -> None:
         self.redis = redis
         self.store = store  # for its key names, TTL and record layout
-        self.celery = celery  # for its message format only: nothing is sent through it
+        self.messages = JobMessages(celery)  # Celery's message format; nothing sent through it
         # A key must not outlive its job, or a replay would find nothing to return.
         self.idempotency_ttl_s = min(idempotency_ttl_s, store.ttl_s)
         self._script = redis.register_script(SUBMIT_SCRIPT)
@@ -127,7 +127,7 @@ class JobSubmitter:
                 await self.redis.set(idem.key, claim, ex=self.idempotency_ttl_s)
         recorder = self.redis.pipeline(transaction=True)  # records commands, never runs
         self.store.create_commands(recorder, job)
-        args: list[Any] = [max_depth, job_message(self.celery, job.id, queue)]
+        args: list[Any] = [max_depth, self.messages.render(job.id, queue)]
         for command, _options in recorder.command_stack:
             args += [len(command), *command]
         try:
