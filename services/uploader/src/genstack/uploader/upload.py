@@ -116,7 +116,7 @@ class FileUploader:
             if done is not None:
                 return done
             raise
-        with held_lock(self.ledger.redis, f"{self.ledger.entries_key}:lock:{resolved.real}"):
+        with held_lock(self.ledger.redis, self.ledger.lock_key(str(resolved.real))):
             return self._upload_locked(request, resolved)
 
     def report_failure(
