@@ -246,7 +246,9 @@ async def speech(
     return direct_answers, gateway_answers
 
 
-def start_gateway(redis_url: str, work: Path, backend_url: str) -> tuple[ServiceProcess, int]:
+def start_gateway(
+    redis_url: str, work: Path, backend_url: str, workers: int = 1
+) -> tuple[ServiceProcess, int]:
     port = free_port()
     env = {
         "REDIS_URL": redis_url,
@@ -258,6 +260,7 @@ def start_gateway(redis_url: str, work: Path, backend_url: str) -> tuple[Service
         "ENABLE_R2_SYNC": "false",
         "STORAGE_DIR": str(work / "storage"),
         "OUTPUT_DIR": str(work / "outputs"),
+        "GATEWAY_WORKERS": str(workers),
     }
     process = ServiceProcess(
         [console_script("genstack-gateway"), "serve"],

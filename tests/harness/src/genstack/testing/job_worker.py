@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import struct
 import sys
 import time
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from genstack.core.celery_app import create_celery_app
     from genstack.core.jobstore import JobStore
+    from genstack.core.leases import JobLeases
     from genstack.core.logging import configure_logging
     from genstack.core.redis_client import connect
     from genstack.core.settings import CelerySettings, CoreSettings
@@ -134,15 +136,21 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     configure_logging("test-worker", settings.log_level, settings.log_format)
     app = create_celery_app("genstack-test-worker", settings.redis_url, settings)
+    store = JobStore(connect(settings.redis_url), ttl_s=settings.job_ttl_s)
+    hostname = f"test-worker-{os.getpid()}@{settings.node_id}"
     runner = JobRunner(
-        store=JobStore(connect(settings.redis_url), ttl_s=settings.job_ttl_s),
+        store=store,
         handler=make_handler(),
         output_dir=settings.output_dir,
         hand_over=uploader_hand_over(app, settings.node_id),
+        # Leases keep two deliveries of a job apart; no reaper runs here (it re-dispatches
+        # to one queue, and this worker may serve several), so a dead test worker's job
+        # is not taken over.
+        leases=JobLeases(store, queue="+".join(args.queue), owner=hostname),
     )
     register_job_task(app, runner, max_retries=1, retry_base_s=0.1, retry_max_s=0.5)
     worker = app.Worker(
-        hostname=f"test-worker-{'+'.join(args.queue)}@{settings.node_id}",
+        hostname=hostname,
         queues=args.queue,
         pool="threads",
         concurrency=args.concurrency,
