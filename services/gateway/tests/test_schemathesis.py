@@ -95,8 +95,9 @@ def test_no_route_fails_under_generated_requests(gateway: RunningGateway, tmp_pa
         "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
         "PYTHONPATH": os.pathsep.join([str(support), os.environ.get("PYTHONPATH", "")]),
     }
+    # cwd: schemathesis keeps a crash cache in the working directory, not in the repo.
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=480, check=False, env=env
+        command, capture_output=True, text=True, timeout=480, check=False, env=env, cwd=tmp_path
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-12000:]
