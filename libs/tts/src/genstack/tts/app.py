@@ -518,7 +518,14 @@ def _routes(app: FastAPI, server: TTSServer) -> None:
         audio_sample: Annotated[UploadFile | None, File()] = None,
         file: Annotated[UploadFile | None, File()] = None,
         consent: Annotated[str | None, Form(max_length=256)] = None,
+        type: Annotated[str | None, Form(max_length=32)] = None,  # noqa: A002 - OpenAI's name
     ) -> dict[str, object]:
+        """Add a voice from reference audio (OpenAI's multipart form; ``consent`` is
+        accepted and not checked)."""
+        if type not in (None, "audio_sample"):
+            raise ApiError(
+                422, "only voices from an audio sample can be made here", param="type"
+            )
         upload = audio_sample or file
         if upload is None:
             raise ApiError(

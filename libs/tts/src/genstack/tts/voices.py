@@ -157,9 +157,8 @@ class VoiceLibrary:
         voices = []
         for path in sorted(self.root.glob("*.wav")):
             if is_valid_voice_id(path.stem):
-                voice = self.find(path.stem)
-                if voice is not None:
-                    voices.append(voice)
+                with contextlib.suppress(VoiceLibraryError):  # gone meanwhile, or a symlink out
+                    voices.append(self.get(path.stem))
         return voices
 
     def add(self, name: str, samples: Samples) -> StoredVoice:
