@@ -36,9 +36,7 @@ def dominant_hz(samples: np.ndarray, rate: int) -> float:
 
 @pytest.mark.parametrize("fmt", sorted(CONTAINERS))
 @pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "whole"])
-def test_every_container_decodes_with_the_right_length_and_pitch(
-    fmt: str, streaming: bool
-) -> None:
+def test_every_container_decodes_with_the_right_length_and_pitch(fmt: str, streaming: bool) -> None:
     wave = tone_wave(440, 2.0)
     encoder = Encoder(fmt, RATE, streaming=streaming)
     parts = [encoder.header()]

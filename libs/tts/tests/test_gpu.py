@@ -95,7 +95,7 @@ def test_a_request_that_waits_too_long_gets_busy_and_never_runs() -> None:
     async def main() -> None:
         first = asyncio.create_task(consume(runner, slow_counter(5, 0.1, log, "long")))
         await asyncio.sleep(0.05)
-        with pytest.raises(ModelBusyError, match="busy for 0.2 s"):
+        with pytest.raises(ModelBusyError, match=r"busy for 0\.2 s"):
             await consume(runner, slow_counter(1, 0.0, log, "late"))
         assert runner.waiting == 0
         await first

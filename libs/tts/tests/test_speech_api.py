@@ -69,9 +69,7 @@ def test_the_same_seed_gives_the_same_audio_and_another_seed_does_not(tone: Tone
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "opus", "wav"])
-def test_sse_events_carry_base64_audio_that_joins_into_one_file(
-    tone: ToneServer, fmt: str
-) -> None:
+def test_sse_events_carry_base64_audio_that_joins_into_one_file(tone: ToneServer, fmt: str) -> None:
     response = speech(tone, response_format=fmt, stream_format="sse")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")

@@ -36,7 +36,9 @@ def test_closing_quotes_stay_with_their_sentence() -> None:
 
 
 def test_cjk_sentences_split_without_spaces() -> None:
-    assert split_sentences("你好。今天天气很好！我们走吧？", 82) == ["你好。", "今天天气很好！", "我们走吧？"]
+    exclaim, ask = "\uff01", "\uff1f"  # fullwidth ! and ?
+    text = f"你好。今天天气很好{exclaim}我们走吧{ask}"
+    assert split_sentences(text, 82) == ["你好。", f"今天天气很好{exclaim}", f"我们走吧{ask}"]
 
 
 def test_long_sentences_break_at_clauses_then_words_within_the_limit() -> None:

@@ -51,9 +51,7 @@ def test_invalid_ids_are_refused_before_any_file_access(library: VoiceLibrary, b
         library.delete(bad)
 
 
-def test_a_symlink_out_of_the_folder_is_not_followed(
-    library: VoiceLibrary, tmp_path: Path
-) -> None:
+def test_a_symlink_out_of_the_folder_is_not_followed(library: VoiceLibrary, tmp_path: Path) -> None:
     outside = tmp_path / "outside.wav"
     outside.write_bytes(encode_all(tone_wave(200, 1.0), "wav", STORE_RATE))
     library.ensure()
@@ -68,9 +66,7 @@ def test_a_symlink_out_of_the_folder_is_not_followed(
 
 def test_hand_dropped_wav_files_are_voices_named_by_their_file(library: VoiceLibrary) -> None:
     library.ensure()
-    (library.root / "female_01.wav").write_bytes(
-        encode_all(tone_wave(220, 1.5), "wav", STORE_RATE)
-    )
+    (library.root / "female_01.wav").write_bytes(encode_all(tone_wave(220, 1.5), "wav", STORE_RATE))
     (library.root / "not valid.wav").write_bytes(b"ignored: not a valid id")
     voices = library.list()
     assert [(v.id, v.name) for v in voices] == [("female_01", "female_01")]

@@ -47,7 +47,9 @@ def test_uploaded_voice_is_listed_used_and_deleted(tone: ToneServer, fmt: str) -
         json={"input": "a", "voice": voice["id"], "response_format": "pcm"},
     )
     samples = pcm_samples(spoken.content)
-    assert dominant_hz(samples[200:-200], 24_000) == pytest.approx(150 * (1 + 0.5 * 1 / 12), rel=0.08)
+    assert dominant_hz(samples[200:-200], 24_000) == pytest.approx(
+        150 * (1 + 0.5 * 1 / 12), rel=0.08
+    )
     sample = httpx.get(f"{tone.url}/v1/audio/voices/{voice['id']}/sample")
     assert probe(sample.content).duration_s == pytest.approx(3.0, abs=0.1)
     gone = httpx.delete(f"{tone.url}/v1/audio/voices/{voice['id']}")

@@ -14,17 +14,23 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import Receive, Scope, Send
 
-from genstack.tts.audio import FORMATS, AudioDecodeError, AudioTooLongError, decode_audio
+from genstack.tts.audio import (
+    FORMATS,
+    AudioDecodeError,
+    AudioTooLongError,
+    ResponseFormat,
+    decode_audio,
+)
 from genstack.tts.engine import EngineError, SynthesisParams, TTSEngine
 from genstack.tts.errors import ApiError, install_error_handlers
-from genstack.tts.gpu import GpuRunner, ModelBusyError, RunningJob
+from genstack.tts.gpu import GpuRunner, ModelBusyError
 from genstack.tts.metrics import TTSMetrics
 from genstack.tts.middleware import BearerAuthMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from genstack.tts.settings import TTSSettings
@@ -35,7 +41,6 @@ log = logging.getLogger(__name__)
 
 # Model names OpenAI clients send by habit; each TTS server answers them with its own model.
 OPENAI_MODEL_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
-ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 _JSON_SLACK = 64 * 1024
 
 
@@ -266,7 +271,9 @@ class TTSServer:
                 job.close()
                 pipeline.close()
             self.metrics.time_to_first_audio.labels("false").observe(time.monotonic() - started)
-            headers["Content-Disposition"] = f'inline; filename="{filename}.{audio_format.extension}"'
+            headers["Content-Disposition"] = (
+                f'inline; filename="{filename}.{audio_format.extension}"'
+            )
             return Response(body, media_type=audio_format.media_type, headers=headers)
 
         def close() -> None:
@@ -312,9 +319,7 @@ class TTSServer:
             nonlocal timed
             if not timed:
                 timed = True
-                self.metrics.time_to_first_audio.labels("true").observe(
-                    time.monotonic() - started
-                )
+                self.metrics.time_to_first_audio.labels("true").observe(time.monotonic() - started)
 
         header = pipeline.header()
         if header:
@@ -518,14 +523,12 @@ def _routes(app: FastAPI, server: TTSServer) -> None:
         audio_sample: Annotated[UploadFile | None, File()] = None,
         file: Annotated[UploadFile | None, File()] = None,
         consent: Annotated[str | None, Form(max_length=256)] = None,
-        type: Annotated[str | None, Form(max_length=32)] = None,  # noqa: A002 - OpenAI's name
+        type: Annotated[str | None, Form(max_length=32)] = None,
     ) -> dict[str, object]:
         """Add a voice from reference audio (OpenAI's multipart form; ``consent`` is
         accepted and not checked)."""
         if type not in (None, "audio_sample"):
-            raise ApiError(
-                422, "only voices from an audio sample can be made here", param="type"
-            )
+            raise ApiError(422, "only voices from an audio sample can be made here", param="type")
         upload = audio_sample or file
         if upload is None:
             raise ApiError(

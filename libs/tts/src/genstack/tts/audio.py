@@ -14,18 +14,21 @@ muxer writes them (``flush_packets``), so a player can start on the first bytes:
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import struct
-from fractions import Fraction
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from fractions import Fraction
+from typing import Any, BinaryIO, Literal
 
 import av
 import numpy as np
 
 from genstack.tts.engine import Samples
 
+ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 PCM_RATE = 24_000  # OpenAI's pcm format is 24 kHz
 FADE_S = 0.005  # fade at each sentence edge so joins do not click
 
@@ -151,7 +154,9 @@ class Encoder:
         if fmt == "pcm":
             self.output_rate = PCM_RATE
         elif fmt == "opus":
-            self.output_rate = min(_OPUS_RATES, key=lambda r: (r < sample_rate, abs(r - sample_rate)))
+            self.output_rate = min(
+                _OPUS_RATES, key=lambda r: (r < sample_rate, abs(r - sample_rate))
+            )
         elif fmt == "mp3":
             self.output_rate = min(_MP3_RATES, key=lambda r: abs(r - sample_rate))
         else:
@@ -233,10 +238,8 @@ class Encoder:
         """Release FFmpeg's resources without finishing (an abandoned stream)."""
         if self._container is not None and not self._finished:
             self._finished = True
-            try:
+            with contextlib.suppress(av.FFmpegError, OSError, ValueError):
                 self._container.close()
-            except (av.FFmpegError, OSError, ValueError):
-                pass
 
 
 def wav_header(rate: int, data_bytes: int | None) -> bytes:
@@ -277,7 +280,7 @@ class TempoStretcher:
         self._pts = 0
         self._graph = av.filter.Graph()
         source = self._graph.add_abuffer(
-            format="flt", sample_rate=sample_rate, layout="mono", time_base=f"1/{sample_rate}"
+            format="flt", sample_rate=sample_rate, layout="mono", time_base=Fraction(1, sample_rate)
         )
         factors = []
         remaining = speed
@@ -292,7 +295,7 @@ class TempoStretcher:
         for factor in factors:
             nodes.append(self._graph.add("atempo", f"{factor:.6f}"))
         nodes.append(self._graph.add("abuffersink"))
-        for left, right in zip(nodes, nodes[1:], strict=False):
+        for left, right in itertools.pairwise(nodes):
             left.link_to(right)
         self._graph.configure()
 
@@ -310,10 +313,12 @@ class TempoStretcher:
         return self._drain()
 
     def _drain(self) -> Samples:
-        frames = []
+        frames: list[av.AudioFrame] = []
         while True:
             try:
-                frames.append(self._graph.pull())
+                frame = self._graph.pull()
+                if isinstance(frame, av.AudioFrame):
+                    frames.append(frame)
             except (av.BlockingIOError, av.EOFError):
                 break
         return _frames_to_samples(frames)
@@ -351,6 +356,28 @@ class SentenceJoiner:
         return tail
 
 
+def _decode_stream(container: Any, rate: int, limit: int) -> tuple[list[Samples], bool] | None:
+    """Mono float32 parts of the first audio stream (None: there is none), and whether
+    decoding stopped early because more than ``limit`` samples came out."""
+    streams = container.streams.audio
+    if not streams:
+        return None
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    parts: list[Samples] = []
+    total = 0
+    for frame in container.decode(streams[0]):
+        for out in resampler.resample(frame):
+            array = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            parts.append(array)
+            total += array.size
+        if total > limit:
+            return parts, True
+    parts.extend(
+        f.to_ndarray().reshape(-1).astype(np.float32, copy=False) for f in resampler.resample(None)
+    )
+    return parts, False
+
+
 def decode_audio(
     source: bytes | BinaryIO, *, rate: int, max_seconds: float, truncate: bool = False
 ) -> Samples:
@@ -363,34 +390,17 @@ def decode_audio(
     limit = int(max_seconds * rate)
     try:
         with av.open(file, mode="r") as container:
-            streams = container.streams.audio
-            if not streams:
-                raise AudioDecodeError("the file has no audio stream")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            parts: list[Samples] = []
-            total = 0
-            for frame in container.decode(streams[0]):
-                for out in resampler.resample(frame):
-                    array = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                    parts.append(array)
-                    total += array.size
-                if total > limit:
-                    if truncate:
-                        return np.concatenate(parts)[:limit]
-                    raise AudioTooLongError(f"the audio is longer than {max_seconds:g} s")
-            parts.extend(
-                f.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                for f in resampler.resample(None)
-            )
-    except (AudioDecodeError, AudioTooLongError):
-        raise
+            decoded = _decode_stream(container, rate, limit)
     except (av.FFmpegError, ValueError, IndexError, OSError) as exc:
         raise AudioDecodeError(f"not decodable audio: {exc}") from exc
+    if decoded is None:
+        raise AudioDecodeError("the file has no audio stream")
+    parts, _ = decoded
     samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-    if samples.size > limit and truncate:
+    if samples.size > limit:
+        if not truncate:
+            raise AudioTooLongError(f"the audio is longer than {max_seconds:g} s")
         samples = samples[:limit]
-    elif samples.size > limit:
-        raise AudioTooLongError(f"the audio is longer than {max_seconds:g} s")
     if not np.all(np.isfinite(samples)):
         raise AudioDecodeError("the audio contains invalid samples")
     return samples

@@ -59,9 +59,11 @@ class TTSEngine(Protocol):
     #: Whether ``synthesize`` honours ``SynthesisParams.speed`` itself; if not, the server
     #: time-stretches the audio (pitch kept).
     native_speed: bool
-    #: The engine's own request fields, validated from what the request carries beyond the
-    #: shared ones (OpenAI's fields and SynthesisParams).
-    extra_params: type[BaseModel]
+
+    @property
+    def extra_params(self) -> type[BaseModel]:
+        """The engine's own request fields, validated from what a request carries beyond
+        the shared ones (OpenAI's fields and SynthesisParams)."""
 
     def load(self) -> None:
         """Load the model (called once, on the GPU thread, before anything else)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,7 +16,9 @@ from genstack.tts.metrics import TTSMetrics
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
 
 
-async def _send_json(send: Send, status: int, body: dict[str, object], headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -97,7 +100,7 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-def _too_large(limit: int) -> dict[str, dict[str, object]]:
+def _too_large(limit: int) -> dict[str, Any]:
     return error_body(413, f"request body larger than {limit} bytes", code="request_too_large")
 
 

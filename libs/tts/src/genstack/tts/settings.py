@@ -55,6 +55,7 @@ class TTSSettings(CoreSettings):
     tts_queue_timeout_s: float = Field(
         default=60.0, gt=0, description="Longest wait for the model before a 503."
     )
+
     @field_validator("tts_api_keys", "tts_cors_origins", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:

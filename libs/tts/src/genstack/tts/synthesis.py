@@ -85,8 +85,10 @@ class SpeechService:
             stored = self.library.find(stem)
             if stored is not None:
                 return VoiceRef("library", stored.id, stored.name, stored.version)
-        if ref in self.engine.builtin_voices():
-            return VoiceRef("builtin", ref, ref)
+        builtin = self.engine.builtin_voices()
+        for name in (ref, stem):
+            if name in builtin:
+                return VoiceRef("builtin", name, name)
         raise VoiceNotFoundError(f"voice {reference!r} not found")
 
     def voices(self) -> list[dict[str, object]]:
@@ -209,4 +211,3 @@ class AudioPipeline:
     @property
     def duration_s(self) -> float:
         return self.samples_out / self.sample_rate
-

@@ -10,12 +10,38 @@ import re
 
 # A sentence ends at . ! ? … (and their CJK forms), with closing quotes or brackets kept,
 # before whitespace or, for CJK punctuation, anywhere.
-_SENTENCE_END = re.compile(r"""(?<=[.!?…])["'”’)\]]*\s+|(?<=[。！？])["'”’」』)\]]*\s*""")
+_SENTENCE_END = re.compile(
+    r"""(?<=[.!?…])["'”’)\]]*\s+"""  # noqa: RUF001 - typographic quotes on purpose
+    r"""|(?<=[。！？])["'”’」』)\]]*\s*"""  # noqa: RUF001 - CJK punctuation on purpose
+)
 # Abbreviations after which a period does not end a sentence.
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st vs etc e.g i.e no fig approx inc ltd co mt ave dept est".split()
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "vs",
+        "etc",
+        "e.g",
+        "i.e",
+        "no",
+        "fig",
+        "approx",
+        "inc",
+        "ltd",
+        "co",
+        "mt",
+        "ave",
+        "dept",
+        "est",
+    ]
 )
-_CLAUSE_BREAK = re.compile(r"(?<=[,;:—–])\s+|(?<=[，；：、])")
+_CLAUSE_BREAK = re.compile(r"(?<=[,;:—–])\s+|(?<=[，；：、])")  # noqa: RUF001 - on purpose
 _SPACE = re.compile(r"\s+")
 
 

@@ -38,8 +38,8 @@ def _vocab_json() -> str:
     for lo, hi in ((0x21, 0x7E), (0xA1, 0x17F), (0x400, 0x4FF)):
         chars.extend(chr(c) for c in range(lo, hi + 1))
     vocab = {token: index for index, token in enumerate([*specials, *chars])}
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # type: ignore[assignment]
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="[UNK]"))  # noqa: S106
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.add_special_tokens(specials)
     return str(tokenizer.to_str(pretty=False))
 
@@ -77,9 +77,7 @@ def _reference_wave(seconds: float, pitch_hz: float, sample_rate: int) -> list[f
     return samples
 
 
-def build_tiny_checkpoint(
-    directory: Path, *, seed: int = 1234, max_audio_tokens: int = 24
-) -> Path:
+def build_tiny_checkpoint(directory: Path, *, seed: int = 1234, max_audio_tokens: int = 24) -> Path:
     """Write a complete tiny XTTS v2 checkpoint into ``directory`` and return it.
 
     ``max_audio_tokens`` bounds every sentence's length (random weights rarely stop on
