@@ -110,7 +110,7 @@ def test_s3_failed_multipart_is_aborted(
     )
     storage = s3_storage(s3_server, s3_bucket, endpoint=proxy.url, max_attempts=1)
     finished: list[str] = []
-    with pytest.raises(StorageError, match="multipart upload of big.bin failed"):
+    with pytest.raises(StorageError, match=r"multipart upload of big\.bin failed"):
         storage.put_fd(
             "big.bin",
             fd,
@@ -227,5 +227,5 @@ def test_bad_keys_are_refused(key: str, tmp_path: Path) -> None:
 
 
 def test_local_meta_folder_is_not_a_key(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=".meta"):
+    with pytest.raises(ValueError, match=r"\.meta"):
         LocalStorage(tmp_path).put_bytes(".meta/x", b"x", sha256="0" * 64, content_type="x/y")

@@ -137,7 +137,7 @@ def test_cancel_while_running_stops_and_cleans_up(store: JobStore, tmp_path: Pat
         partial.write_bytes(b"half")
         seen.append(partial)
         store.request_cancel(ctx.job.id)  # the client cancels while we work
-        ctx._checked_at = 0  # noqa: SLF001 - do not wait out the poll interval
+        ctx._checked_at = 0  # do not wait out the poll interval
         ctx.check_cancelled()
         return [partial]
 

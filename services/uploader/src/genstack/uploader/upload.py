@@ -196,7 +196,10 @@ class FileUploader:
                 self.ledger.record(entry)
                 return self._already_done(request, entry, "same content")
 
-            remote = self.storage.head(key)
+            # A large object may already be there (a crash between its upload and the ledger
+            # write): one HEAD can save gigabytes. A small one is re-sent: one PUT costs
+            # about what the HEAD would.
+            remote = self.storage.head(key) if data is None else None
             if not (remote and remote.size == before.st_size and remote.sha256 == sha256):
                 remote = self._put(key, fd, before.st_size, data, sha256, content_type)
             else:
