@@ -29,7 +29,7 @@ class TTSSettings(CoreSettings):
     tts_cors_origins: Annotated[list[str], NoDecode] = Field(
         # SillyTavern's default address: its XTTS provider calls the server from the browser.
         default_factory=lambda: ["http://localhost:8000", "http://127.0.0.1:8000"],
-        description="Browser origins allowed by CORS (comma list; '*' for any; empty: none).",
+        description="Browser origins allowed by CORS (comma list; '*' for any; 'none': no CORS).",
     )
     tts_max_input_chars: int = Field(
         default=4096, ge=1, le=100_000, description="Longest `input` text accepted."
@@ -60,6 +60,12 @@ class TTSSettings(CoreSettings):
     @classmethod
     def _split(cls, value: object) -> object:
         return _comma_list(value)
+
+    @field_validator("tts_cors_origins")
+    @classmethod
+    def _no_cors(cls, value: list[str]) -> list[str]:
+        # An empty variable means "default" (CoreSettings ignores empty values).
+        return [] if [v.lower() for v in value] == ["none"] else value
 
     @property
     def max_upload_bytes(self) -> int:
