@@ -133,9 +133,7 @@ def test_a_tts_job_ends_succeeded_with_a_playable_artifact_in_the_bucket(stack: 
         response_format="mp3",
         seed=1,
     )
-    wait_for(
-        lambda: stack.store.require(job.id).status.terminal, 300, "the job to finish"
-    )
+    wait_for(lambda: stack.store.require(job.id).status.terminal, 300, "the job to finish")
     done = stack.store.require(job.id)
     assert done.status == JobStatus.SUCCEEDED, done.error
     assert done.progress == 1.0
@@ -152,9 +150,7 @@ def test_a_tts_job_ends_succeeded_with_a_playable_artifact_in_the_bucket(stack: 
 def test_a_cancelled_tts_job_ends_cancelled_with_nothing_uploaded(stack: Stack) -> None:
     text = " ".join(f"Sentence {i} keeps the model busy for a while." for i in range(150))
     job = stack.submit(input=text, voice="Ana Florence", response_format="flac")
-    wait_for(
-        lambda: stack.store.require(job.id).status == JobStatus.RUNNING, 120, "the job to run"
-    )
+    wait_for(lambda: stack.store.require(job.id).status == JobStatus.RUNNING, 120, "the job to run")
     stack.store.request_cancel(job.id)
     wait_for(lambda: stack.store.require(job.id).status.terminal, 60, "the job to stop")
     assert stack.store.require(job.id).status == JobStatus.CANCELLED

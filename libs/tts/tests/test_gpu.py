@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
-from genstack.tts.gpu import GpuRunner, ModelBusyError
+from genstack.tts.gpu import GpuRunner, ModelBusyError, Producer
+
+T = TypeVar("T")
 
 
-def slow_counter(n: int, delay: float, log: list[str], name: str):  # type: ignore[no-untyped-def]
+def slow_counter(n: int, delay: float, log: list[str], name: str) -> Producer[int]:
     def produce(cancel: threading.Event) -> Iterator[int]:
         log.append(f"{name} start")
         try:
@@ -25,11 +28,11 @@ def slow_counter(n: int, delay: float, log: list[str], name: str):  # type: igno
     return produce
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-async def consume(runner: GpuRunner, produce, **kw) -> list[int]:  # type: ignore[no-untyped-def]
+async def consume(runner: GpuRunner, produce: Producer[int], **kw: Any) -> list[int]:
     return [item async for item in runner.stream(produce, **kw)]
 
 
@@ -39,7 +42,7 @@ def test_jobs_run_one_at_a_time_in_order_on_one_thread() -> None:
     log: list[str] = []
     threads: set[str] = set()
 
-    def produce(name: str):  # type: ignore[no-untyped-def]
+    def produce(name: str) -> Producer[int]:
         def gen(cancel: threading.Event) -> Iterator[int]:
             threads.add(threading.current_thread().name)
             log.append(f"{name} start")

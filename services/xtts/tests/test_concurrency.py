@@ -51,8 +51,12 @@ def test_a_disconnect_mid_stream_frees_the_model(start_xtts: Callable[..., XttsS
     # No waiting allowed: while a synthesis runs, other requests get 503 at once.
     server = start_xtts(env={"TTS_MAX_QUEUE": "0"})
     long_text = " ".join(f"Sentence number {i} is here." for i in range(40))
-    body = {"input": long_text, "voice": "Ana Florence", "response_format": "mp3",
-            "stream_chunk_size": 5}
+    body = {
+        "input": long_text,
+        "voice": "Ana Florence",
+        "response_format": "mp3",
+        "stream_chunk_size": 5,
+    }
     short = {"input": "Next.", "voice": "Ana Florence", "response_format": "wav"}
     with (
         httpx.Client(timeout=120) as client,

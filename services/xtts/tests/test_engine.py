@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,8 +25,8 @@ def engine(tiny_checkpoint: Path) -> XttsEngine:
     return loaded
 
 
-def speak(engine: XttsEngine, voice: object, *, stream: bool, **params: object) -> np.ndarray:
-    chosen = SynthesisParams(**{"language": "en", **params})  # type: ignore[arg-type]
+def speak(engine: XttsEngine, voice: Any, *, stream: bool, **params: Any) -> np.ndarray:
+    chosen = SynthesisParams(language="en", **params)
     chunks = list(engine.synthesize("Hello there, world.", voice, chosen, stream=stream))
     assert all(c.dtype == np.float32 and c.ndim == 1 for c in chunks)
     return np.concatenate(chunks)
@@ -113,7 +114,7 @@ def test_an_incomplete_folder_is_provisioned_or_fails_naming_what_is_missing(
     partial = tmp_path / "partial"
     partial.mkdir()
     shutil.copy(tiny_checkpoint / "config.json", partial / "config.json")
-    with pytest.raises(CheckpointError, match="model.pth, vocab.json, speakers_xtts.pth"):
+    with pytest.raises(CheckpointError, match=r"model\.pth, vocab\.json, speakers_xtts\.pth"):
         XttsEngine(partial, device="cpu").load()
 
     fetched: list[Path] = []
@@ -135,4 +136,3 @@ def test_reference_audio_at_another_rate_is_resampled_first(engine: XttsEngine) 
     resampled = Resampler(48_000, engine.reference_sample_rate).process(wave)
     latent, _ = engine.make_voice(resampled)
     assert latent.shape == (1, 32, 64)
-

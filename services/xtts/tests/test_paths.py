@@ -4,22 +4,23 @@ and nothing is read or written outside the voice and output folders."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
-from xtts_helpers import XttsServer, probe, tone_wave
+from xtts_helpers import XttsServer, probe, start_xtts_server, tone_wave
 
 from genstack.tts.audio import encode_all
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):  # type: ignore[no-untyped-def]
+def guarded(
+    tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path
+) -> Iterator[tuple[XttsServer, Path]]:
     """A server whose voices folder sits next to a real, readable reference file that no
     request may reach."""
-    from xtts_helpers import start_xtts_server
-
     root = tmp_path_factory.mktemp("guarded")
     secret = root / "secret.wav"
     secret.write_bytes(encode_all(tone_wave(200, 2.0), "wav", 24_000))
@@ -108,8 +109,12 @@ def test_tts_to_file_writes_only_inside_the_output_folder(
     before = snapshot(root)
     response = httpx.post(
         f"{server.url}/tts_to_file",
-        json={"text": "Hi.", "speaker_wav": "Ana Florence", "language": "en",
-              "file_name_or_path": file_name},
+        json={
+            "text": "Hi.",
+            "speaker_wav": "Ana Florence",
+            "language": "en",
+            "file_name_or_path": file_name,
+        },
         timeout=60,
     )
     assert response.status_code in (400, 422), response.text
@@ -124,8 +129,12 @@ def test_tts_to_file_writes_relative_names_under_output_xtts(
     for name, codec in (("out.wav", "pcm_s16le"), ("chapter-1/line_02.mp3", "mp3float")):
         response = httpx.post(
             f"{server.url}/tts_to_file",
-            json={"text": "Saved.", "speaker_wav": "Ana Florence", "language": "en",
-                  "file_name_or_path": name},
+            json={
+                "text": "Saved.",
+                "speaker_wav": "Ana Florence",
+                "language": "en",
+                "file_name_or_path": name,
+            },
             timeout=60,
         )
         assert response.status_code == 200, response.text
@@ -152,5 +161,3 @@ def test_oversized_text_is_413_everywhere(guarded: tuple[XttsServer, Path]) -> N
     assert httpx.get(f"{server.url}/tts_stream", params=body).status_code == 413
     speech = {"input": text, "voice": "Ana Florence"}
     assert httpx.post(f"{server.url}/v1/audio/speech", json=speech).status_code == 413
-
-

@@ -53,8 +53,11 @@ def test_sillytavern_call_sequence(xtts: XttsServer) -> None:
         # fetchTtsGeneration(), not streaming
         audio = st.post(
             "/tts_to_audio/",
-            json={"text": "Hello from Silly Tavern.", "speaker_wav": voice["voice_id"],
-                  "language": "en"},
+            json={
+                "text": "Hello from Silly Tavern.",
+                "speaker_wav": voice["voice_id"],
+                "language": "en",
+            },
             headers=HEADERS,
         )
         assert audio.status_code == 200, audio.text
@@ -65,8 +68,11 @@ def test_sillytavern_call_sequence(xtts: XttsServer) -> None:
 
         # fetchTtsGeneration(), streaming: the URL goes to an <audio> element
         query = urlencode(
-            {"text": "Streaming. Two sentences.", "speaker_wav": voice["voice_id"],
-             "language": "en"}
+            {
+                "text": "Streaming. Two sentences.",
+                "speaker_wav": voice["voice_id"],
+                "language": "en",
+            }
         )
         for path in ("/tts_stream/", "/tts_stream"):
             with st.stream("GET", f"{path}?{query}") as played:
@@ -86,7 +92,9 @@ def test_sillytavern_call_sequence(xtts: XttsServer) -> None:
 def test_settings_are_per_client_not_global(xtts: XttsServer) -> None:
     st = httpx.Client(base_url=xtts.url)
     # Another machine: a different client address (127.0.0.2 is loopback too).
-    other = httpx.Client(base_url=xtts.url, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    other = httpx.Client(
+        base_url=xtts.url, transport=httpx.HTTPTransport(local_address="127.0.0.2")
+    )
     st.post("/set_tts_settings", json={"temperature": "0.2", "speed": "0.5"})
     assert st.get("/get_tts_settings").json()["temperature"] == 0.2
     assert other.get("/get_tts_settings").json()["temperature"] == 0.75  # untouched default

@@ -64,8 +64,12 @@ def test_the_same_seed_repeats_and_streamed_chunks_arrive_separately(xtts: XttsS
     with httpx.stream(
         "POST",
         f"{xtts.url}/v1/audio/speech",
-        json={"input": TEXT, "voice": "Ana Florence", "response_format": "pcm",
-              "stream_chunk_size": 5},
+        json={
+            "input": TEXT,
+            "voice": "Ana Florence",
+            "response_format": "pcm",
+            "stream_chunk_size": 5,
+        },
         timeout=120,
     ) as response:
         pieces = [p for p in response.iter_raw() if p]

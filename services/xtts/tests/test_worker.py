@@ -96,9 +96,7 @@ def test_text_as_an_alias_and_every_format(rig: Rig) -> None:
         assert probe((rig.outputs / job.id / f"speech.{extension}").read_bytes()).duration_s > 0
 
 
-def test_a_cancelled_job_stops_the_synthesis_and_ends_cancelled(
-    rig: Rig, xtts: XttsServer
-) -> None:
+def test_a_cancelled_job_stops_the_synthesis_and_ends_cancelled(rig: Rig, xtts: XttsServer) -> None:
     text = " ".join(f"This is sentence number {i} of a long job." for i in range(200))
     cancelled_before = cancelled_syntheses(xtts)
     job = rig.submit(input=text, voice="Ana Florence", response_format="wav")
@@ -109,9 +107,7 @@ def test_a_cancelled_job_stops_the_synthesis_and_ends_cancelled(
     assert not (rig.outputs / job.id).exists()
     assert rig.store.redis.llen(f"upload.{NODE}") == 0
     # The worker closed its request, so the server stopped that synthesis mid-part.
-    wait_for(
-        lambda: cancelled_syntheses(xtts) == cancelled_before + 1, 30, "the server to stop"
-    )
+    wait_for(lambda: cancelled_syntheses(xtts) == cancelled_before + 1, 30, "the server to stop")
 
 
 def cancelled_syntheses(server: XttsServer) -> float:
