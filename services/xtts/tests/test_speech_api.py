@@ -4,7 +4,9 @@ the official openai client, and voice cloning from an uploaded reference."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -141,3 +143,29 @@ def test_bad_requests(xtts: XttsServer, body: dict[str, object], status: int) ->
     response = speech(xtts, **body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["message"]
+
+
+def test_a_missing_checkpoint_is_reported_not_hidden(
+    start_xtts: Callable[..., XttsServer], tmp_path: Path
+) -> None:
+    empty = tmp_path / "no-model"
+    empty.mkdir()
+    server = start_xtts(env={"XTTS_MODEL_DIR": str(empty)}, wait=False)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ready = httpx.get(f"{server.url}/readyz")
+            if "failed" in ready.json()["checks"]["model"]:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the load failure was never reported"
+        time.sleep(0.1)
+    assert ready.status_code == 503
+    assert "missing: config.json, model.pth, vocab.json, speakers_xtts.pth" in (
+        ready.json()["checks"]["model"]
+    )
+    speech = httpx.post(f"{server.url}/v1/audio/speech", json={"input": "Hi.", "voice": "x"})
+    assert speech.status_code == 503
+    assert speech.json()["error"]["code"] == "model_error"
+    assert httpx.get(f"{server.url}/healthz").status_code == 200  # alive, not ready

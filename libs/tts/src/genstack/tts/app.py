@@ -451,6 +451,7 @@ def _routes(app: FastAPI, server: TTSServer) -> None:
             "model": "ok"
             if server.ready
             else (f"failed: {server.load_error}" if server.load_error else "loading"),
+            "model_thread": "ok" if server.runner.alive else "stopped",
         }
         ready = all(value == "ok" for value in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
@@ -484,6 +485,7 @@ def _routes(app: FastAPI, server: TTSServer) -> None:
                 code="model_not_found",
                 param="model",
             )
+        server.require_ready()  # built-in voices are known once the model is loaded
         text = server.check_text(request.input)
         voice = server.resolve_voice(request.voice_id)
         params = server.params(request)

@@ -136,6 +136,10 @@ class GpuRunner:
     def running(self) -> bool:
         return self._running
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def retry_after_s(self) -> int:
         """A guess at when a slot frees up: the mean job time times the jobs ahead."""
         ahead = self._waiting + (1 if self._running else 0)
@@ -260,6 +264,11 @@ class GpuRunner:
             job.post("done", None)
         except Exception as exc:
             job.post("error", exc)
+        except BaseException as exc:
+            # The thread is going down (SystemExit in the engine): the waiting client gets an
+            # error now rather than a hang, and /readyz reports the dead thread.
+            job.post("error", RuntimeError(f"the model thread stopped: {exc!r}"))
+            raise
         finally:
             # Runs the producer's cleanup (frees what the model held) on this thread.
             with contextlib.suppress(Exception):

@@ -81,7 +81,8 @@ class ToneEngine:
         self.loaded = True
 
     def builtin_voices(self) -> Sequence[str]:
-        return tuple(_BUILTIN)
+        # Known once loaded, as a neural model's voices come with its checkpoint.
+        return tuple(_BUILTIN) if self.loaded else ()
 
     def builtin_voice(self, name: str) -> ToneVoice:
         pitch, brightness = _BUILTIN[name]

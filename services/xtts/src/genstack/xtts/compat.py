@@ -209,6 +209,7 @@ def install_compat_routes(
         request: Request, text: str, speaker_wav: str, language: str, *, stream: bool
     ) -> Response:
         started = time.monotonic()
+        server.require_ready()  # built-in voices are known once the model is loaded
         cleaned = server.check_text(clean_text(text), param="text")
         voice = server.resolve_voice(speaker_wav, param="speaker_wav")
         params = compat.params(request, language)
@@ -249,6 +250,7 @@ def install_compat_routes(
     async def tts_to_file(request: Request, body: SynthesisFileRequest) -> dict[str, str]:
         path = compat.output_path(body.file_name_or_path)
         started = time.monotonic()
+        server.require_ready()
         text = server.check_text(clean_text(body.text), param="text")
         voice = server.resolve_voice(body.speaker_wav, param="speaker_wav")
         response = await server.audio_response(
@@ -269,6 +271,7 @@ def install_compat_routes(
     async def sample(request: Request, name: str) -> Response:
         """A voice's reference audio; for a built-in voice (which has none), a short
         sentence spoken in it, made once and kept."""
+        server.require_ready()
         voice = server.resolve_voice(name, param="name")
         if voice.kind == "library":
             data = await asyncio.to_thread(server.library.get(voice.id).path.read_bytes)

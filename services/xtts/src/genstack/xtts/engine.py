@@ -78,11 +78,11 @@ class XttsEngine:
 
     # loading -------------------------------------------------------------------------------
     def load(self) -> None:
+        ensure_checkpoint(self.model_dir)  # before the slow imports: a missing model fails fast
         import torch
         from TTS.tts.configs.xtts_config import XttsConfig
         from TTS.tts.models.xtts import Xtts
 
-        ensure_checkpoint(self.model_dir)
         if self.device_setting == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         else:
