@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -137,3 +137,28 @@ def test_a_voice_file_replaced_on_disk_is_conditioned_again(tone: ToneServer) ->
     path.write_bytes(encode_all(tone_wave(300, 2.0), "wav", 24_000))
     high = pcm_samples(httpx.post(f"{tone.url}/v1/audio/speech", json=body).content)
     assert dominant_hz(high[200:-200], 24_000) > 1.8 * dominant_hz(low[200:-200], 24_000)
+
+
+def test_a_chunked_upload_without_length_is_stopped_at_the_limit(
+    start_tone: Callable[..., ToneServer],
+) -> None:
+    server = start_tone(env={"TTS_MAX_VOICE_UPLOAD_MB": "0.5"})
+    boundary = "genstack-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="audio_sample"; '
+        'filename="big.wav"\r\nContent-Type: audio/wav\r\n\r\n'
+    ).encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        for _ in range(40):  # 2.5 MB, never announced by a Content-Length
+            yield b"\x00" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = httpx.post(
+        f"{server.url}/v1/audio/voices",
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"

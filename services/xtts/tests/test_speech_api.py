@@ -162,8 +162,9 @@ def test_a_missing_checkpoint_is_reported_not_hidden(
         assert time.monotonic() < deadline, "the load failure was never reported"
         time.sleep(0.1)
     assert ready.status_code == 503
-    assert "missing: config.json, model.pth, vocab.json, speakers_xtts.pth" in (
-        ready.json()["checks"]["model"]
+    assert (
+        "missing: config.json, model.pth, vocab.json, speakers_xtts.pth"
+        in (ready.json()["checks"]["model"])
     )
     speech = httpx.post(f"{server.url}/v1/audio/speech", json={"input": "Hi.", "voice": "x"})
     assert speech.status_code == 503

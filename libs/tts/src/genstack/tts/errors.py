@@ -97,7 +97,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
-            error_body(exc.status_code, str(exc.detail)),
+            error_body(exc.status_code, str(exc.detail), code=getattr(exc, "code", None)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

@@ -94,10 +94,20 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise HTTPException(413, _too_large(limit)["error"]["message"])
+                    raise BodyTooLargeError(limit)
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class BodyTooLargeError(HTTPException):
+    """Raised from ``receive`` when a body without Content-Length passes the limit; FastAPI
+    lets HTTPExceptions through body parsing, and the error handler keeps the code."""
+
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes")
 
 
 def _too_large(limit: int) -> dict[str, Any]:
