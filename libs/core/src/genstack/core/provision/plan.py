@@ -171,7 +171,7 @@ class Plan:
             )
         groups: dict[tuple[str, str], int] = {}
         for row in self.rows:
-            if row.to_fetch:
+            if row.to_fetch and row.entry.when:  # an entry without a condition cannot be off
                 key = (row.entry.group or row.entry.id, row.conditions)
                 groups[key] = groups.get(key, 0) + row.to_fetch
         if groups:
