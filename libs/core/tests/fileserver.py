@@ -201,7 +201,7 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(end - start))
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("ETag", '"' + hashlib.sha1(data).hexdigest() + '"')  # noqa: S324
+            self.send_header("ETag", '"' + hashlib.sha1(data).hexdigest() + '"')
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
             for key, value in server.extra_headers.get(path, {}).items():
@@ -301,7 +301,7 @@ def add_hf_tree(
             "path": path,
             "size": len(data),
             "oid": hashlib.sha1(data).hexdigest(),
-        }  # noqa: S324
+        }
         if len(data) > lfs_over:
             item["lfs"] = {"oid": sha256(data), "size": len(data), "pointerSize": 130}
         listing.append(item)

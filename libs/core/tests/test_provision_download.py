@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -510,7 +511,7 @@ def test_plan_that_cannot_fit_the_disk_fails_before_any_request(
         ensure_models(m, models_root, env, profile=gpu24)
     message = str(info.value)
     assert "not enough disk" in message and "Turn off" in message
-    assert "Huge model: 900.0 TB (enabled by: ENABLE_HUGE)" in message
+    assert "Huge model: 900.0 TB (enabled by: ENABLE_HUGE=true)" in message
     assert "small" not in message  # no condition: nothing to turn off
     assert hub.requests == [] and cdn.requests == []
     # Turning it off, as the message says, fixes it.
@@ -525,8 +526,6 @@ def test_exact_sizes_from_the_hub_are_checked_before_the_first_byte(
     env: dict[str, str],
     gpu24: GpuProfile,
 ) -> None:
-    import shutil  # noqa: PLC0415
-
     free = shutil.disk_usage(models_root).free
     # The manifest underestimates (1 KB); keep all but 1 MB free: only the hub's 12 MB fails.
     env = {**env, "PROVISION_MIN_FREE_GB": str((free - MiB) / 1e9)}

@@ -140,6 +140,7 @@ class Plan:
     profile: GpuProfile
     values: dict[str, dict[str, Value]]
     disks: list[DiskCheck] = field(default_factory=list)
+    auto_resolved: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def all_present(self) -> bool:
@@ -172,13 +173,30 @@ class Plan:
         groups: dict[tuple[str, str], int] = {}
         for row in self.rows:
             if row.to_fetch and row.entry.when:  # an entry without a condition cannot be off
-                key = (row.entry.group or row.entry.id, row.conditions)
+                key = (row.entry.group or row.entry.id, self.enablers(row))
                 groups[key] = groups.get(key, 0) + row.to_fetch
         if groups:
             lines.append("Turn off some of these (largest first), or give the models more disk:")
             for (group, when), size in sorted(groups.items(), key=lambda kv: -kv[1])[:12]:
                 lines.append(f"  - {group}: {human_bytes(size)} (enabled by: {when})")
         return "\n".join(lines)
+
+    def enablers(self, row: PlanRow) -> str:
+        """The switches that keep ``row`` in the plan ("ENABLE_VACE=true, WAN_720P=true
+        (auto)"): the on booleans that alone turn it off, else all the on booleans, else the
+        other variables it reads."""
+        condition = row.entry.condition
+        if condition is None:
+            return "always"
+        values = self.values.get(row.manifest, {})
+        auto = self.auto_resolved.get(row.manifest, set())
+        on = sorted(n for n in condition.names if values.get(n) is True)
+        necessary = [n for n in on if not condition.evaluate({**values, n: False})]
+        names = necessary or on or sorted(condition.names)
+        return ", ".join(
+            f"{n}={_show(values[n]) if n in values else '?'}" + (" (auto)" if n in auto else "")
+            for n in names
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -343,9 +361,15 @@ def build_plan(
 ) -> Plan:
     rows: list[PlanRow] = []
     values: dict[str, dict[str, Value]] = {}
+    auto_resolved: dict[str, set[str]] = {}
     for target in targets:
         vals = resolve_variables(target.manifest, env, profile)
         values[target.manifest.name] = vals
+        auto_resolved[target.manifest.name] = {
+            name
+            for name, spec in target.manifest.variables.items()
+            if spec.auto and (env.get(name) or spec.default).strip().lower() in ("auto", "")
+        }
         ledger = ledgers[target.root]
         for entry in select_entries(target.manifest, vals):
             rows.append(_row(target, entry, ledger, profile))
@@ -359,7 +383,13 @@ def build_plan(
         disks[device] = DiskCheck(
             target.root, shutil.disk_usage(base).free, needed, keep_free_bytes
         )
-    return Plan(rows=rows, profile=profile, values=values, disks=list(disks.values()))
+    return Plan(
+        rows=rows,
+        profile=profile,
+        values=values,
+        disks=list(disks.values()),
+        auto_resolved=auto_resolved,
+    )
 
 
 def _row(target: Target, entry: ModelEntry, ledger: Ledger, profile: GpuProfile) -> PlanRow:
