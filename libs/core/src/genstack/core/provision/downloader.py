@@ -88,6 +88,11 @@ class DownloadResult:
 @dataclass(frozen=True)
 class DownloaderConfig:
     connections: int = 16
+    # Connections start at ``initial_connections`` and grow by ``ramp_step`` each second
+    # while that raises the throughput: a CDN that caps each connection gets all of them,
+    # a LAN or loopback link (where more streams only cost CPU) stays with a few.
+    initial_connections: int = 4
+    ramp_step: int = 4
     max_files: int = 4
     piece_size: int | None = None  # None: by file size (16-128 MiB)
     retries: int = 8
@@ -96,7 +101,7 @@ class DownloaderConfig:
     retry_cap_s: float = 30.0
     stall_timeout_s: float = 30.0
     connect_timeout_s: float = 15.0
-    fsync: bool = True
+    fsync: bool = False
 
 
 def part_paths(dest: Path) -> tuple[Path, Path]:
@@ -218,6 +223,11 @@ class Downloader:
         self._transfers: dict[int, _Transfer] = {}
         self._transfers_lock = threading.Lock()
         self._finished = threading.Event()
+        self._limit = max(1, min(self.config.initial_connections, self.config.connections))
+        self._ramp_at = time.monotonic()
+        self._ramp_bytes = 0
+        self._ramp_rate: float | None = None
+        self._ramp_done = False
 
     # ------------------------------------------------------------------ public
 
@@ -239,9 +249,10 @@ class Downloader:
             already=sum(self._resumable_bytes(j) for j in jobs),
         )
         workers = [
-            threading.Thread(target=self._worker, name=f"dl-{n}", daemon=True)
+            threading.Thread(target=self._worker, args=(n,), name=f"dl-{n}", daemon=True)
             for n in range(max(1, self.config.connections))
         ]
+        self._ramp_at = time.monotonic()
         watchdog = threading.Thread(target=self._watchdog, name="dl-watchdog", daemon=True)
         for thread in [*workers, watchdog]:
             thread.start()
@@ -273,11 +284,14 @@ class Downloader:
 
     # ------------------------------------------------------------------ scheduling
 
-    def _next_work(self) -> tuple[_Job, _Piece] | None:
+    def _next_work(self, worker: int) -> tuple[_Job, _Piece] | None:
         with self._cond:
             while True:
                 if self.stop.is_set() or self._remaining == 0:
                     return None
+                if worker >= self._limit:
+                    self._cond.wait(timeout=0.5)
+                    continue
                 now = time.monotonic()
                 wake = now + 0.5
                 for job in self._active:
@@ -450,7 +464,7 @@ class Downloader:
 
     # ------------------------------------------------------------------ workers
 
-    def _worker(self) -> None:
+    def _worker(self, index: int) -> None:
         buffer = memoryview(bytearray(BUFFER))
         session = Session(
             self.tokens,
@@ -459,7 +473,7 @@ class Downloader:
         )
         try:
             while True:
-                work = self._next_work()
+                work = self._next_work(index)
                 if work is None:
                     return
                 job, piece = work
@@ -589,10 +603,31 @@ class Downloader:
         if piece.end is None:
             job.size = position
 
+    def _ramp(self, now: float) -> None:
+        """Add connections while each step still raises the throughput."""
+        if self._ramp_done or self._limit >= self.config.connections:
+            return
+        elapsed = now - self._ramp_at
+        if elapsed < 1.0:
+            return
+        rate = (self.bytes_fetched - self._ramp_bytes) / elapsed
+        self._ramp_at, self._ramp_bytes = now, self.bytes_fetched
+        if rate <= 0:
+            return  # nothing moved yet (connecting, resolving): judge the next window
+        if self._ramp_rate is not None and rate < self._ramp_rate * 1.1:
+            self._ramp_done = True
+            log.debug("staying at %d connections (%.0f MB/s)", self._limit, rate / 1e6)
+            return
+        self._ramp_rate = rate
+        with self._cond:
+            self._limit = min(self.config.connections, self._limit + self.config.ramp_step)
+            self._cond.notify_all()
+
     def _watchdog(self) -> None:
-        interval = min(1.0, self.config.stall_timeout_s / 4)
+        interval = min(0.25, self.config.stall_timeout_s / 4)
         while not self._finished.wait(interval):
             now = time.monotonic()
+            self._ramp(now)
             with self._transfers_lock:
                 transfers = list(self._transfers.values())
             for transfer in transfers:

@@ -65,7 +65,10 @@ class ProvisionSettings(BaseSettings):
         default=2.0, ge=0, description="Free disk to keep after the plan, in GB."
     )
     provision_fsync: bool = Field(
-        default=True, description="fsync each file before it is renamed and recorded."
+        default=False,
+        description="fsync each file before it is renamed and recorded. Off by default: on "
+        "ext4/XFS a crash leaves an unsynced file short, which the ledger's size check "
+        "catches; turn it on for filesystems without that guarantee.",
     )
     provision_progress: Literal["auto", "bar", "log", "off"] = Field(
         default="auto", description="auto: rich bars on a terminal, log lines otherwise."
