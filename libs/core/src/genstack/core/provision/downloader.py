@@ -614,7 +614,7 @@ class Downloader:
         self._ramp_at, self._ramp_bytes = now, self.bytes_fetched
         if rate <= 0:
             return  # nothing moved yet (connecting, resolving): judge the next window
-        if self._ramp_rate is not None and rate < self._ramp_rate * 1.1:
+        if self._ramp_rate is not None and rate < self._ramp_rate * 1.25:
             self._ramp_done = True
             log.debug("staying at %d connections (%.0f MB/s)", self._limit, rate / 1e6)
             return
