@@ -41,6 +41,8 @@ def test_error_rate_one_answers_500_to_everything(
     assert "<Code>InternalError</Code>" in raw.text
     assert "injected by FaultProxy" in raw.text
     assert (proxy.requests, proxy.errors, proxy.forwarded) == (5, 5, 0)
+    assert [method for method, _ in proxy.seen] == ["PUT", "GET", "HEAD", "GET", "GET"]
+    assert proxy.seen[0][1] == f"/{s3_bucket}/k"
     # Nothing reached the server.
     assert s3_server.client().list_objects_v2(Bucket=s3_bucket).get("KeyCount") == 0
 

@@ -3,6 +3,10 @@
 A job is one JSON value; every change is a WATCH/MULTI transaction that also appends an
 event to the job's stream, so a reader of the stream never sees a state the record skipped.
 Both keys expire ``ttl_s`` after the last change.
+
+Every transition into a terminal state is also appended, in the same transaction, to one
+stream for all jobs (``terminal_key``): the gateway reads it with a consumer group to send
+webhooks, so a notification survives a gateway restart and is sent by one replica only.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from genstack.core.jobs import (
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 STREAM_MAXLEN = 10_000
+TERMINAL_STREAM_MAXLEN = 100_000
 
 
 class JobNotFoundError(KeyError):
@@ -57,9 +62,16 @@ class JobStore:
     def events_key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:events"
 
+    def cancel_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:cancel"
+
     @property
     def index_key(self) -> str:
         return f"{self.prefix}:jobs"
+
+    @property
+    def terminal_key(self) -> str:
+        return f"{self.prefix}:jobs:terminal"
 
     # reads --------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
@@ -87,6 +99,9 @@ class JobStore:
             JobEvent(id=event_id, type=fields["type"], data=json.loads(fields.get("data", "{}")))
             for event_id, fields in rows
         ]
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.redis.exists(self.cancel_key(job_id)))
 
     def recent(self, *, limit: int = 20, before: float | None = None) -> list[Job]:
         """Newest first; ``before`` is a created_at timestamp cursor (exclusive)."""
@@ -137,12 +152,28 @@ class JobStore:
                 job.progress = 1.0
             if error is not None:
                 job.error = error
-            data: dict[str, Any] = {"status": status, "progress": job.progress}
-            if job.error is not None:
-                data["error"] = job.error.model_dump()
-            return job, [("status", data)]
+            return job, [("status", self._status_data(job))]
 
         return self._mutate(job_id, change)
+
+    def request_cancel(self, job_id: str) -> Job:
+        """Cancel a job: a queued one at once (its worker skips it), a running or uploading
+        one by raising a flag its worker polls (it stops its backend and ends the job
+        ``cancelled``). A finished job is returned unchanged."""
+
+        def change(job: Job) -> tuple[Job, list[tuple[str, dict[str, Any]]]]:
+            if job.status == JobStatus.QUEUED:
+                job.status = JobStatus.CANCELLED
+                return job, [("status", self._status_data(job))]
+            return job, []
+
+        job = self._mutate(job_id, change)
+        if not job.status.terminal:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(self.cancel_key(job_id), "1", ex=self.ttl_s)
+            self._add_event(pipe, job_id, "cancel_requested", {})
+            pipe.execute()
+        return job
 
     def set_progress(self, job_id: str, progress: float, message: str | None = None) -> Job:
         def change(job: Job) -> tuple[Job, list[tuple[str, dict[str, Any]]]]:
@@ -156,15 +187,33 @@ class JobStore:
 
         return self._mutate(job_id, change)
 
-    def add_artifact(self, job_id: str, artifact: Artifact) -> Job:
-        """Idempotent by key: a redelivered upload replaces, never duplicates, its artifact."""
+    def add_artifact(
+        self, job_id: str, artifact: Artifact, *, complete_at: int | None = None
+    ) -> Job:
+        """Idempotent by key: a redelivered upload replaces, never duplicates, its artifact.
+
+        ``complete_at``: the number of artifacts the job makes; when an ``uploading`` job
+        reaches it, it becomes ``succeeded`` in the same transaction (so exactly one
+        uploader task finishes the job, whichever file arrives last)."""
 
         def change(job: Job) -> tuple[Job, list[tuple[str, dict[str, Any]]]]:
+            events: list[tuple[str, dict[str, Any]]] = []
             existing = [a for a in job.artifacts if a.key == artifact.key]
-            if existing and existing[0] == artifact:
-                return job, []
-            job.artifacts = [a for a in job.artifacts if a.key != artifact.key] + [artifact]
-            return job, [("artifact", artifact.model_dump())]
+            if not (
+                existing
+                and existing[0].model_dump(exclude={"url"}) == artifact.model_dump(exclude={"url"})
+            ):
+                job.artifacts = [a for a in job.artifacts if a.key != artifact.key] + [artifact]
+                events.append(("artifact", artifact.model_dump()))
+            if (
+                complete_at is not None
+                and job.status == JobStatus.UPLOADING
+                and len(job.artifacts) >= complete_at
+            ):
+                job.status = JobStatus.SUCCEEDED
+                job.progress = 1.0
+                events.append(("status", self._status_data(job)))
+            return job, events
 
         return self._mutate(job_id, change)
 
@@ -175,11 +224,20 @@ class JobStore:
         return str(event_id)
 
     def delete(self, job_id: str) -> bool:
-        removed = self.redis.delete(self.job_key(job_id), self.events_key(job_id))
+        removed = self.redis.delete(
+            self.job_key(job_id), self.events_key(job_id), self.cancel_key(job_id)
+        )
         self.redis.zrem(self.index_key, job_id)
         return bool(removed)
 
     # internals ----------------------------------------------------------------------------
+    @staticmethod
+    def _status_data(job: Job) -> dict[str, Any]:
+        data: dict[str, Any] = {"status": job.status, "progress": job.progress}
+        if job.error is not None:
+            data["error"] = job.error.model_dump()
+        return data
+
     def _add_event(self, pipe: Pipeline, job_id: str, event_type: str, data: Any) -> None:
         key = self.events_key(job_id)
         pipe.xadd(
@@ -202,7 +260,9 @@ class JobStore:
             raw = pipe.get(key)
             if raw is None:
                 raise JobNotFoundError(job_id)
-            job, events = change(Job.model_validate_json(raw))
+            current = Job.model_validate_json(raw)
+            was_terminal = current.status.terminal
+            job, events = change(current)
             result[:] = [job]
             if not events:
                 return
@@ -211,6 +271,14 @@ class JobStore:
             pipe.set(key, job.model_dump_json(), ex=self.ttl_s)
             for event_type, data in events:
                 self._add_event(pipe, job_id, event_type, data)
+            if not was_terminal and job.status.terminal:
+                pipe.xadd(
+                    self.terminal_key,
+                    {"job_id": job_id, "status": job.status.value},
+                    maxlen=TERMINAL_STREAM_MAXLEN,
+                    approximate=True,
+                )
+                pipe.delete(self.cancel_key(job_id))
 
         self.redis.transaction(transaction, key)
         return result[0]

@@ -68,6 +68,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     root.setLevel(level)
     # Third-party chatter at INFO drowns our own lines; their warnings still show.
     noisy_loggers = ("botocore", "boto3", "s3transfer", "urllib3", "watchdog", "kombu")
-    # celery.worker.strategy logs every received task with its arguments at INFO.
-    for noisy in (*noisy_loggers, "celery.worker.strategy"):
+    # Celery logs every received and finished task with its arguments at INFO; our own
+    # lines say what happened, in fewer words.
+    for noisy in (*noisy_loggers, "celery.worker.strategy", "celery.app.trace"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -23,7 +23,12 @@ class CoreSettings(BaseSettings):
     """What every process needs: where Redis is, who this host is, how to log."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        # `R2_ENDPOINT=` in .env, or `${VAR:-}` in compose, means "not set", not "".
+        env_ignore_empty=True,
     )
 
     redis_url: str = Field(
@@ -50,7 +55,9 @@ class CoreSettings(BaseSettings):
 class StorageSettings(BaseSettings):
     """Where finished outputs go: R2 (any S3-compatible store) or a local folder."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     enable_r2_sync: bool | None = Field(
         default=None,
@@ -109,7 +116,9 @@ class StorageSettings(BaseSettings):
 class CelerySettings(BaseSettings):
     """Reliability knobs of the Celery app every worker shares."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     celery_visibility_timeout_s: int = Field(
         default=4 * 3600,

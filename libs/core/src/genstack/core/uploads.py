@@ -32,6 +32,13 @@ class UploadRequest(BaseModel):
         description="Key date (UTC). Fixed at enqueue so a retried task keeps its key; "
         "when absent the file's mtime date is used, which is just as stable.",
     )
+    job_files: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="How many files the job hands over in all: the upload that brings the "
+        "job's verified artifacts to this count ends the job 'succeeded'.",
+    )
     source: Literal["producer", "watch", "rescan"] = "producer"
     enqueued_at: float = Field(default_factory=time.time)
 
@@ -54,11 +61,12 @@ def enqueue_upload(
     *,
     node_id: str,
     job_id: str | None = None,
+    job_files: int | None = None,
     date: str | None = None,
     source: Literal["producer", "watch", "rescan"] = "producer",
 ) -> str:
     """Queue an upload of ``path`` on ``node_id``'s uploader; returns the Celery task id."""
-    request = UploadRequest(path=path, job_id=job_id, date=date, source=source)
+    request = UploadRequest(path=path, job_id=job_id, job_files=job_files, date=date, source=source)
     result = app.send_task(
         UPLOAD_TASK, args=[request.model_dump(mode="json")], queue=upload_queue(node_id)
     )

@@ -96,6 +96,7 @@ class UploaderApp:
         # The previous process's queued-marks are void: whatever it left unfinished is
         # queued again by the first rescan (the ledger skips what it did finish).
         self.ledger.clear_pending()
+        self.ledger.clear_locks()
         self.health.start()
         threading.Thread(target=self._recover, name="recover", daemon=True).start()
         self.watcher.start()

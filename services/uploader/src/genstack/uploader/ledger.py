@@ -39,6 +39,16 @@ class Ledger:
         self.pending_key = f"{base}:pending"
         self.multipart_key = f"{base}:multipart"
         self.failed_key = f"{base}:failed"
+        self.lock_prefix = f"{base}:lock:"
+
+    def lock_key(self, path: str) -> str:
+        return f"{self.lock_prefix}{path}"
+
+    def clear_locks(self) -> int:
+        """Drop the per-file locks of this node: at start-up they can only be the previous
+        process's (one uploader per node), and waiting out their TTL would stall uploads."""
+        keys = list(self.redis.scan_iter(match=f"{self.lock_prefix}*", count=1000))
+        return int(self.redis.delete(*keys)) if keys else 0
 
     # verified uploads ---------------------------------------------------------------------
     def get(self, path: str) -> LedgerEntry | None:

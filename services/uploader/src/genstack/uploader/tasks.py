@@ -4,7 +4,6 @@ shutdown."""
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 from celery import Celery, Task
@@ -12,17 +11,13 @@ from celery.exceptions import Reject
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from genstack.core.backoff import backoff_s
 from genstack.core.storage import StorageError, UploadInterruptedError
 from genstack.core.uploads import UPLOAD_TASK, UploadRequest
 from genstack.uploader.paths import PathRefusedError
 from genstack.uploader.upload import FileUploader, RetryableUploadError
 
 log = logging.getLogger(__name__)
-
-
-def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(max, base * 2**attempt)]."""
-    return random.uniform(0, min(max_s, base_s * 2**attempt))  # noqa: S311 - not crypto
 
 
 def register_upload_task(

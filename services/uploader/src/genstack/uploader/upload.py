@@ -21,8 +21,8 @@ from typing import Literal
 from redis import Redis
 from redis.exceptions import LockError
 
-from genstack.core.jobs import Artifact
-from genstack.core.jobstore import JobNotFoundError, JobStore
+from genstack.core.jobs import Artifact, JobError, JobStatus
+from genstack.core.jobstore import InvalidTransitionError, JobNotFoundError, JobStore
 from genstack.core.storage import MultipartHooks, ObjectInfo, Storage
 from genstack.core.uploads import UploadRequest, date_of, object_key
 from genstack.uploader.ledger import Ledger, LedgerEntry
@@ -116,7 +116,7 @@ class FileUploader:
             if done is not None:
                 return done
             raise
-        with held_lock(self.ledger.redis, f"{self.ledger.entries_key}:lock:{resolved.real}"):
+        with held_lock(self.ledger.redis, self.ledger.lock_key(str(resolved.real))):
             return self._upload_locked(request, resolved)
 
     def report_failure(
@@ -139,12 +139,25 @@ class FileUploader:
         else:
             self.ledger.clear_pending(request.path)
         if request.job_id:
+            # The file stays on disk (a later rescan uploads it), but the job cannot promise
+            # its artifacts any more: it ends failed, with the reason.
             with contextlib.suppress(JobNotFoundError):
                 self.jobs.emit(
                     request.job_id,
                     "upload_failed",
                     {"path": os.path.basename(request.path), "error": str(error), "final": True},
                 )
+                job = self.jobs.require(request.job_id)
+                if not job.status.terminal:
+                    with contextlib.suppress(InvalidTransitionError):
+                        self.jobs.set_status(
+                            request.job_id,
+                            JobStatus.FAILED,
+                            error=JobError(
+                                code="upload_refused" if kind == "refused" else "upload_failed",
+                                message=f"{os.path.basename(request.path)}: {error}",
+                            ),
+                        )
 
     # internals ----------------------------------------------------------------------------
     def _upload_locked(self, request: UploadRequest, resolved: ResolvedPath) -> Outcome:
@@ -183,7 +196,10 @@ class FileUploader:
                 self.ledger.record(entry)
                 return self._already_done(request, entry, "same content")
 
-            remote = self.storage.head(key)
+            # A large object may already be there (a crash between its upload and the ledger
+            # write): one HEAD can save gigabytes. A small one is re-sent: one PUT costs
+            # about what the HEAD would.
+            remote = self.storage.head(key) if data is None else None
             if not (remote and remote.size == before.st_size and remote.sha256 == sha256):
                 remote = self._put(key, fd, before.st_size, data, sha256, content_type)
             else:
@@ -285,7 +301,7 @@ class FileUploader:
             sha256=entry.sha256,
         )
         try:
-            self.jobs.add_artifact(request.job_id, artifact)
+            self.jobs.add_artifact(request.job_id, artifact, complete_at=request.job_files)
         except JobNotFoundError:
             log.warning("job of an uploaded file is gone", extra={"job_id": request.job_id})
 

@@ -3,6 +3,9 @@
 Two sources, because either alone loses files:
 - inotify (through watchdog): ``close_write`` and ``moved_to`` mark a file complete; after a
   short quiet time (any further write restarts it) the file is queued. Fast: tens of ms.
+  A file moved in from outside the watched folders arrives as a bare ``create`` (inotify has
+  no source to pair the move with); such a file is queued once it has been still for
+  UPLOAD_STABLE_S, unless its ``close_write`` comes first.
 - rescans, at start and every UPLOAD_RESCAN_INTERVAL_S: every wanted file that the ledger
   does not know in its current size/mtime, and that has been still for UPLOAD_STABLE_S, is
   queued. This catches files written while the uploader was down and events that were lost
@@ -60,7 +63,7 @@ class _Events(FileSystemEventHandler):
 
     def on_created(self, event: FileSystemEvent) -> None:
         if isinstance(event, FileCreatedEvent):
-            self.watcher.activity(_text(event.src_path))
+            self.watcher.created(_text(event.src_path))
 
 
 def _text(path: str | bytes) -> str:
@@ -86,7 +89,8 @@ class Watcher:
         self.stable_s = stable_s
         self.rescan_interval_s = rescan_interval_s
         self.requeue_after_s = requeue_after_s
-        self._due: dict[str, float] = {}
+        # path -> (when to queue it, the quiet time a further write restarts)
+        self._due: dict[str, tuple[float, float]] = {}
         self._wake = threading.Condition()
         self._stopped = threading.Event()
         self._rescan_now = threading.Event()
@@ -129,15 +133,24 @@ class Watcher:
 
     # events -------------------------------------------------------------------------------
     def schedule(self, path: str) -> None:
+        """The file is complete (closed after writing, or renamed into place)."""
         with self._wake:
-            self._due[path] = time.monotonic() + self.settle_s
+            self._due[path] = (time.monotonic() + self.settle_s, self.settle_s)
             self._wake.notify()
+
+    def created(self, path: str) -> None:
+        """A new name: being written (its close_write follows) or moved in from outside."""
+        with self._wake:
+            if path not in self._due:
+                self._due[path] = (time.monotonic() + self.stable_s, self.stable_s)
+                self._wake.notify()
 
     def activity(self, path: str) -> None:
         """A write to a file we are about to queue: it is not finished, wait again."""
         with self._wake:
             if path in self._due:
-                self._due[path] = time.monotonic() + self.settle_s
+                quiet = self._due[path][1]
+                self._due[path] = (time.monotonic() + quiet, quiet)
 
     def rescan_later(self) -> None:
         self._rescan_now.set()
@@ -146,11 +159,11 @@ class Watcher:
         while not self._stopped.is_set():
             with self._wake:
                 now = time.monotonic()
-                ready = [p for p, due in self._due.items() if due <= now]
+                ready = [p for p, (due, _) in self._due.items() if due <= now]
                 for path in ready:
                     del self._due[path]
                 if not ready:
-                    timeout = min(self._due.values(), default=now + 1.0) - now
+                    timeout = min((due for due, _ in self._due.values()), default=now + 1) - now
                     self._wake.wait(timeout=max(timeout, 0.001))
                     continue
             for path in ready:

@@ -96,6 +96,8 @@ class FaultProxy:
         self._random = random.Random(seed)
         self._lock = threading.Lock()  # set_faults changes all three at once
         self.requests = 0
+        # (method, target) of every request, in arrival order: tests count object writes.
+        self.seen: list[tuple[str, str]] = []
         self.errors = 0
         self.drops = 0
         self.forwarded = 0
@@ -232,6 +234,7 @@ class FaultProxy:
         self.requests += 1
         method, _, rest = request.start_line.partition(" ")
         target = rest.rpartition(" ")[0]
+        self.seen.append((method, target))
         framing, length = request_framing(request)
         if request.has_token("expect", "100-continue"):
             # Answer it here: the body must reach the proxy before a fault is decided, and

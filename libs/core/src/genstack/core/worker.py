@@ -1,0 +1,252 @@
+"""The job task contract between the gateway and every backend worker, and its runtime.
+
+The gateway writes the job record and sends ``JOB_TASK(job_id)`` to the backend's queue
+(:func:`dispatch_job`). A backend worker (``genstack-xtts worker``, ...) registers one
+handler with :func:`register_job_task`; the runtime does everything else the same way for
+every backend:
+
+- skips jobs that were cancelled while queued, or finished by an earlier delivery;
+- ``queued -> running``, a fresh ``OUTPUT_DIR/<job-id>/`` for the handler's files;
+- progress and cancellation through :class:`JobContext` (the handler polls ``cancelled()``
+  between steps and stops its backend);
+- ``running -> uploading``: every file is handed to this host's uploader with the job id and
+  the file count, and the uploader ends the job ``succeeded`` when the last one is verified;
+- errors become ``failed`` with a code; :class:`JobFailedError` with ``retryable`` (a backend
+  that is down or busy) is retried with backoff first.
+
+A redelivered task (worker killed mid-job) runs the job again from the start; one killed
+after the hand-over finds the job ``uploading`` and hands the same files over again, which
+the uploader's ledger makes a no-op. So every task is idempotent, as Celery's
+``acks_late`` redelivery needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+
+from genstack.core.backoff import backoff_s
+from genstack.core.jobs import Job, JobError, JobStatus
+from genstack.core.jobstore import InvalidTransitionError, JobNotFoundError, JobStore
+from genstack.core.uploads import enqueue_upload
+
+log = logging.getLogger(__name__)
+
+JOB_TASK = "genstack.job.run"
+CANCEL_POLL_S = 0.5
+
+
+def dispatch_job(app: Celery, job_id: str, queue: str) -> None:
+    """Queue a job (its record must exist) for the workers of ``queue``. The Celery task id
+    is the job id, so the task can be found (and revoked) by it."""
+    app.send_task(JOB_TASK, args=[job_id], queue=queue, task_id=job_id)
+
+
+class JobFailedError(Exception):
+    """The job cannot succeed; ``code`` and ``message`` are shown to the client.
+
+    ``retryable``: the cause may pass (backend down, busy, loading its model); the task is
+    retried with backoff before the job is failed."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class JobCancelledError(Exception):
+    """Raised by a handler (or :meth:`JobContext.check_cancelled`) to stop a cancelled job."""
+
+
+class JobContext:
+    """What a handler gets: the job, a folder for its files, progress and cancellation."""
+
+    def __init__(self, job: Job, output_dir: Path, store: JobStore) -> None:
+        self.job = job
+        self.output_dir = output_dir
+        self._store = store
+        self._checked_at = 0.0
+        self._cancelled = False
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.job.params
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        self._store.set_progress(self.job.id, fraction, message)
+
+    def cancelled(self) -> bool:
+        """Whether a cancel was requested; Redis is asked at most every CANCEL_POLL_S."""
+        if self._cancelled:
+            return True
+        now = time.monotonic()
+        if now - self._checked_at >= CANCEL_POLL_S:
+            self._checked_at = now
+            self._cancelled = self._store.cancel_requested(self.job.id)
+        return self._cancelled
+
+    def check_cancelled(self) -> None:
+        if self.cancelled():
+            raise JobCancelledError(self.job.id)
+
+
+JobHandler = Callable[[JobContext], Sequence[Path]]
+
+
+class JobRunner:
+    """One job delivery, Celery-free (``register_job_task`` adds the queue and retries)."""
+
+    def __init__(
+        self, *, store: JobStore, handler: JobHandler, output_dir: Path, hand_over: HandOver
+    ) -> None:
+        self.store = store
+        self.handler = handler
+        self.output_dir = output_dir
+        self.hand_over = hand_over
+
+    def run(self, job_id: str, *, final_attempt: bool = True) -> str:
+        """Run the job; returns what happened. Raises JobFailedError (retryable) only when
+        not ``final_attempt``: the caller retries it later."""
+        job = self.store.get(job_id)
+        if job is None:
+            log.warning(
+                "job not found (expired or deleted), task dropped", extra={"job_id": job_id}
+            )
+            return "missing"
+        if job.status.terminal:
+            return job.status.value
+        folder = self.output_dir / job_id
+        if job.status == JobStatus.UPLOADING:
+            self._hand_over(job, self._files_in(folder))
+            return "handed_over_again"
+        if self.store.cancel_requested(job_id):
+            return self._cancel(job_id, folder)
+        try:
+            job = self.store.set_status(job_id, JobStatus.RUNNING)
+        except (InvalidTransitionError, JobNotFoundError):
+            return "superseded"  # cancelled or deleted between the read and now
+        shutil.rmtree(folder, ignore_errors=True)  # what an interrupted earlier try left
+        folder.mkdir(parents=True, exist_ok=True)
+        context = JobContext(job, folder, self.store)
+        started = time.monotonic()
+        try:
+            files = list(self.handler(context))
+            context.check_cancelled()
+        except JobCancelledError:
+            return self._cancel(job_id, folder)
+        except JobFailedError as exc:
+            if exc.retryable and not final_attempt:
+                raise
+            return self._fail(job_id, exc.code, exc.message)
+        except Exception as exc:
+            log.exception("job handler crashed", extra={"job_id": job_id})
+            return self._fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
+        outside = [f for f in files if folder.resolve() not in f.resolve().parents]
+        if outside:
+            return self._fail(
+                job_id, "internal_error", f"handler wrote outside its folder: {outside}"
+            )
+        if not files:
+            return self._fail(job_id, "no_output", "the backend produced no file")
+        log.info(
+            "job produced its files",
+            extra={"job_id": job_id, "files": len(files), "seconds": time.monotonic() - started},
+        )
+        try:
+            job = self.store.set_status(job_id, JobStatus.UPLOADING)
+        except InvalidTransitionError:
+            return self._cancel(job_id, folder)  # cancelled in the last instant
+        self._hand_over(job, files)
+        return "handed_over"
+
+    def _files_in(self, folder: Path) -> list[Path]:
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+    def _hand_over(self, job: Job, files: Sequence[Path]) -> None:
+        if not files:
+            self._fail(job.id, "upload_failed", "the job's files are gone from the output folder")
+            return
+        date = job.created_at.astimezone(UTC).strftime("%Y-%m-%d")
+        for path in files:
+            self.hand_over(str(path.resolve()), job.id, len(files), date)
+
+    def _cancel(self, job_id: str, folder: Path) -> str:
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(InvalidTransitionError, JobNotFoundError):
+            self.store.set_status(job_id, JobStatus.CANCELLED)  # unless it finished already
+        log.info("job cancelled", extra={"job_id": job_id})
+        return "cancelled"
+
+    def _fail(self, job_id: str, code: str, message: str) -> str:
+        with contextlib.suppress(InvalidTransitionError, JobNotFoundError):
+            self.store.set_status(
+                job_id, JobStatus.FAILED, error=JobError(code=code, message=message)
+            )
+        log.warning("job failed", extra={"job_id": job_id, "code": code, "err": message})
+        return "failed"
+
+
+# (path, job_id, job_files, date) -> hand one file to this host's uploader
+HandOver = Callable[[str, str, int, str], None]
+
+
+def uploader_hand_over(app: Celery, node_id: str) -> HandOver:
+    def hand_over(path: str, job_id: str, job_files: int, date: str) -> None:
+        enqueue_upload(app, path, node_id=node_id, job_id=job_id, job_files=job_files, date=date)
+
+    return hand_over
+
+
+def register_job_task(
+    app: Celery,
+    runner: JobRunner,
+    *,
+    max_retries: int = 5,
+    retry_base_s: float = 2.0,
+    retry_max_s: float = 60.0,
+) -> Task[Any, Any]:
+    """Register JOB_TASK on ``app`` running ``runner``; retryable failures back off."""
+
+    @app.task(name=JOB_TASK, bind=True, max_retries=max_retries)
+    def run_job(self: Task[Any, Any], job_id: str) -> str:
+        attempt = self.request.retries
+        try:
+            return runner.run(job_id, final_attempt=attempt >= max_retries)
+        except JobFailedError as exc:
+            log.warning(
+                "backend not available, job retried",
+                extra={"job_id": job_id, "attempt": attempt + 1, "err": exc.message},
+            )
+            raise self.retry(
+                exc=exc, countdown=backoff_s(attempt, retry_base_s, retry_max_s)
+            ) from exc
+
+    return run_job
+
+
+def run_worker(app: Celery, *, queue: str, hostname: str, concurrency: int, loglevel: str) -> int:
+    """Consume ``queue`` until SIGTERM (soft shutdown: running jobs get the grace window,
+    then go back to the queue). Threads: a backend worker only waits on HTTP."""
+    worker = app.Worker(
+        hostname=hostname,
+        queues=[queue],
+        pool="threads",
+        concurrency=concurrency,
+        loglevel=loglevel,
+        without_gossip=True,
+        without_mingle=True,
+        optimization="fair",
+    )
+    worker.start()
+    return int(getattr(worker, "exitcode", 0) or 0)
