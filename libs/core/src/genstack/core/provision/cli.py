@@ -113,7 +113,7 @@ def _targets(
     args: argparse.Namespace, env: dict[str, str], settings: ProvisionSettings
 ) -> list[Target]:
     names: list[str] = args.manifest or [
-        n.strip() for n in env.get("PROVISION_MANIFESTS", "comfyui").split(",") if n.strip()
+        n.strip() for n in settings.provision_manifests.split(",") if n.strip()
     ]
     manifests: list[Manifest] = []
     if args.all:

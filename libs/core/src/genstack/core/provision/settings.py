@@ -22,7 +22,9 @@ class ProvisionSettings(BaseSettings):
     explicit mapping (what :func:`genstack.core.provision.ensure_models` does with ``env``).
     """
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     models_dir: Path = Field(
         default=Path("/data/models"),
@@ -33,6 +35,10 @@ class ProvisionSettings(BaseSettings):
     )
     chatterbox_model_dir: Path = Field(
         default=Path("/data/models/chatterbox"), description="Chatterbox checkpoint folder."
+    )
+    provision_manifests: str = Field(
+        default="comfyui",
+        description="Manifests genstack-provision provisions by default (comma list).",
     )
     hf_token: SecretStr | None = Field(
         default=None,
