@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fileserver import FileServer, add_hf_file, sha256
 
+from genstack.core.provision import parse_manifest
 from genstack.core.provision.plan import part_bytes
 from genstack.testing.plugin import StartServiceProcess
 from genstack.testing.process import console_script
@@ -242,3 +243,20 @@ def test_sigterm_stops_cleanly_keeping_the_part(
     assert proc.wait(timeout=30) == 143
     assert (root / "w.bin.part").exists()
     assert "resumes on the next run" in proc.logs()
+
+
+def test_pin_prints_a_manifest_that_loads(
+    hub: FileServer, cdn: FileServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    data = os.urandom(MiB)
+    add_hf_file(hub, cdn, "org/x", "w.bin", data)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "schema: 1\nname: small\nmodels:\n"
+        "  - id: w\n    source: hf://org/x/w.bin@main\n    dest: w.bin\n    approx_size: 1 MB\n"
+    )
+    result = run_cli("pin", "-m", str(manifest), env=env)
+    assert result.returncode == 0, result.stderr
+    pinned = parse_manifest(result.stdout)
+    assert pinned.models[0].size == len(data) and pinned.models[0].sha256 == sha256(data)
+    assert pinned.models[0].source == "hf://org/x/w.bin@" + "0" * 40

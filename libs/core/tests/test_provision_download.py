@@ -539,3 +539,53 @@ def test_exact_sizes_from_the_hub_are_checked_before_the_first_byte(
         ensure_models(m, models_root, env, profile=gpu24)
     assert [r.method for r in hub.requests] == ["HEAD"]
     assert cdn.requests == []
+
+
+def test_pin_fills_in_exact_sizes_sha256s_and_commits(
+    hub: FileServer,
+    cdn: FileServer,
+    models_root: Path,
+    env: dict[str, str],
+    gpu24: GpuProfile,
+) -> None:
+    from genstack.core.provision.pin import pin_manifest
+    from genstack.core.provision.settings import ProvisionSettings
+
+    commit = "0" * 40  # what the fake hub answers as X-Repo-Commit
+    weights, config = os.urandom(2 * MiB), b'{"a": 1}'
+    for revision in ("main", commit):
+        add_hf_file(hub, cdn, "org/p", "w.safetensors", weights, revision=revision)
+        add_hf_file(hub, cdn, "org/p", "config.json", config, lfs=False, revision=revision)
+    m = manifest(
+        """
+  - id: w
+    source: hf://org/p/w.safetensors@main
+    dest: w.safetensors
+    approx_size: 2 MB
+  - id: config
+    source: hf://org/p/config.json@main
+    dest: config.json
+    approx_size: 1 KB
+  - id: repo
+    source: hf://org/p@main
+    dest: repo/
+    approx_size: 1 GB
+    when: ENABLE_REPO
+""",
+        variables="""  ENABLE_REPO: {type: bool, default: "false", doc: repo}
+""",
+    )
+    pinned = pin_manifest(m, ProvisionSettings.from_env(env))  # type: ignore[arg-type]
+    by_id = {e["id"]: e for e in pinned["models"]}
+    assert by_id["w"]["size"] == len(weights) and "approx_size" not in by_id["w"]
+    assert by_id["w"]["sha256"] == sha256(weights)
+    assert by_id["w"]["source"] == f"hf://org/p/w.safetensors@{commit}"
+    assert by_id["config"]["size"] == len(config) and "sha256" not in by_id["config"]
+    assert by_id["repo"]["source"] == "hf://org/p@main"  # repositories stay as they are
+
+    import yaml
+
+    again = parse_manifest(yaml.safe_dump(pinned, sort_keys=False))
+    ensure_models(again, models_root, env, profile=gpu24)
+    assert (models_root / "w.safetensors").read_bytes() == weights
+    assert ledger(models_root)["w.safetensors"]["sha256_origin"] == "manifest"

@@ -4,6 +4,7 @@
                        [--json] [--vram-gb N] [--set VAR=VALUE]...
     genstack-provision gpu [--vram-gb N]       # what NVML found, tier, flags, auto variants
     genstack-provision schema                  # JSON Schema of the manifest format
+    genstack-provision pin -m NAME|PATH        # the manifest with exact sizes, sha256s, commits
 
 Exit codes: 0 done (or the dry-run plan fits), 1 provisioning failed, 2 bad manifest,
 variable or usage, 3 the plan does not fit the disk, 130/143 interrupted (partial files are
@@ -23,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+import yaml
+
 from genstack.core.gpu import resolve_profile
 from genstack.core.logging import configure_logging
 from genstack.core.provision.api import plan_models, provision, resolve_manifest
@@ -33,6 +36,7 @@ from genstack.core.provision.errors import (
     VariableError,
 )
 from genstack.core.provision.manifest import CATALOG_NAMES, Manifest, ManifestError
+from genstack.core.provision.pin import pin_manifest
 from genstack.core.provision.plan import Target
 from genstack.core.provision.settings import ProvisionSettings
 
@@ -176,6 +180,12 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     settings = ProvisionSettings.from_env(env)
     targets = _targets(args, env, settings)
+    if args.command == "pin":
+        if len(targets) != 1:
+            raise VariableError("pin takes exactly one manifest (--manifest NAME|PATH)")
+        pinned = pin_manifest(targets[0].manifest, settings)
+        print(yaml.safe_dump(pinned, sort_keys=False, allow_unicode=True), end="")
+        return 0
     profile = resolve_profile(env, assume_vram_gb=args.vram_gb)
     if args.dry_run:
         plan = plan_models(targets, env, profile=profile, settings=settings)

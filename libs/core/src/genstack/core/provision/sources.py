@@ -42,6 +42,7 @@ class RemoteFile:
     sha256: str | None
     sha256_origin: Literal["hub"] | None
     ranges: bool = True
+    commit: str | None = None  # the Hub's X-Repo-Commit: the revision, resolved
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,13 @@ class Resolver:
         headers = response.headers
         size_text = headers.get("X-Linked-Size") or headers.get("Content-Length")
         sha = _etag_sha256(headers.get("X-Linked-Etag")) or _etag_sha256(headers.get("ETag"))
+        commit = headers.get("X-Repo-Commit")
         return RemoteFile(
             url=url,
             size=int(size_text) if size_text and size_text.isdigit() else None,
             sha256=sha,
             sha256_origin="hub" if sha else None,
+            commit=commit if commit and re.fullmatch(r"[0-9a-f]{40}", commit) else None,
         )
 
     def hf_tree(self, key: str, source: HfSource) -> list[SnapshotFile]:
