@@ -56,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         "command",
         nargs="?",
         default="run",
-        choices=("run", "gpu", "schema"),
-        help="run (default): provision; gpu: print the GPU as JSON; schema: manifest schema",
+        choices=("run", "gpu", "schema", "pin"),
+        help="run (default): provision; gpu: print the GPU as JSON; schema: manifest schema; "
+        "pin: print the manifest (YAML) with exact sizes, sha256s and commits from the hubs",
     )
     parser.add_argument(
         "--manifest",
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NAME|PATH",
         help=f"catalogue manifest ({', '.join(CATALOG_NAMES)}) or a YAML file; repeatable "
-        "(default: $PROVISION_MANIFESTS or comfyui)",
+        "(default: PROVISION_MANIFESTS, comfyui)",
     )
     parser.add_argument(
         "--all",
