@@ -58,6 +58,8 @@ class FileServer:
     json_routes: dict[str, Any] = field(default_factory=dict)
     rate_bps: float | None = None  # throttle for file bodies, per connection
     chunk: int = 64 * 1024
+    no_ranges: set[str] = field(default_factory=set)  # paths served whole, Range ignored
+    chunked: set[str] = field(default_factory=set)  # ... and without a Content-Length
 
     def __post_init__(self) -> None:
         self.requests: list[Seen] = []
@@ -173,7 +175,25 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
             if data is None:
                 self._empty(404, {})
                 return
+            if path in server.chunked:
+                self._chunked(path, data, head)
+                return
+            if path in server.no_ranges:
+                fault = fault or Fault("ignore-range")
             self._file(path, data, head, fault, parse_qs(split.query))
+
+        def _chunked(self, path: str, data: bytes, head: bool) -> None:
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            if head:
+                return
+            for i in range(0, len(data), server.chunk):
+                piece = data[i : i + server.chunk]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                server.count_sent(path, len(piece))
+            self.wfile.write(b"0\r\n\r\n")
 
         def _file(
             self, path: str, data: bytes, head: bool, fault: Fault | None, query: Any
@@ -199,7 +219,8 @@ def _handler_for(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 status = 206
             self.send_response(status)
             self.send_header("Content-Length", str(end - start))
-            self.send_header("Accept-Ranges", "bytes")
+            if path not in server.no_ranges:
+                self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("ETag", '"' + hashlib.sha1(data).hexdigest() + '"')
             if status == 206:

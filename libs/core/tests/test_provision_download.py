@@ -589,3 +589,47 @@ def test_pin_fills_in_exact_sizes_sha256s_and_commits(
     ensure_models(again, models_root, env, profile=gpu24)
     assert (models_root / "w.safetensors").read_bytes() == weights
     assert ledger(models_root)["w.safetensors"]["sha256_origin"] == "manifest"
+
+
+@pytest.mark.parametrize("kind", ["no-ranges", "chunked"])
+def test_servers_without_ranges_or_length_are_fetched_whole(
+    hub: FileServer,
+    models_root: Path,
+    env: dict[str, str],
+    gpu24: GpuProfile,
+    kind: str,
+) -> None:
+    data = os.urandom(3 * MiB + 5)
+    url = hub.add("/plain/file.bin", data)
+    (hub.no_ranges if kind == "no-ranges" else hub.chunked).add("/plain/file.bin")
+    m = manifest(f"""
+  - id: f
+    source: {url}
+    dest: f.bin
+    approx_size: 3 MB
+""")
+    report = ensure_models(m, models_root, env, profile=gpu24)
+    assert (models_root / "f.bin").read_bytes() == data
+    assert report.fetched[0].sha256 == sha256(data)
+    assert ledger(models_root)["f.bin"]["sha256_origin"] == "computed"
+    bodies = [r for r in hub.requests_for("/plain/file.bin", "GET") if r.range != "bytes=0-0"]
+    assert len(bodies) == 1  # one whole-file request, not several pieces
+    assert hub.sent["/plain/file.bin"] <= 2 * len(data) + 64 * 1024  # probe + the file
+
+
+def test_a_hub_listing_with_a_path_leaving_the_folder_is_refused(
+    hub: FileServer,
+    models_root: Path,
+    env: dict[str, str],
+    gpu24: GpuProfile,
+) -> None:
+    add_hf_tree(hub, "org/evil", {"ok.json": b"{}", "../../escape.bin": b"x" * 10})
+    m = manifest("""
+  - id: evil
+    source: hf://org/evil@main
+    dest: evil/
+    approx_size: 1 KB
+""")
+    with pytest.raises(SourceError, match="unsafe path '../../escape.bin'"):
+        ensure_models(m, models_root, env, profile=gpu24)
+    assert not (models_root.parent / "escape.bin").exists()

@@ -39,6 +39,7 @@ from genstack.core.provision.manifest import (
     HfSource,
     Manifest,
     ModelEntry,
+    is_safe_relative,
     load_catalog,
     load_manifest,
     parse_source,
@@ -249,6 +250,10 @@ def _resolve_snapshot(row: PlanRow, ledger: Ledger, resolver: Resolver) -> list[
         raise SourceError(entry.dest, f"{entry.source} has no files matching {entry.include}")
     work = []
     for f in wanted:
+        if not is_safe_relative(f.path):
+            # The listing comes from the network: a path that leaves the entry's folder is
+            # refused, never written.
+            raise SourceError(entry.dest, f"the hub lists an unsafe path {f.path!r}")
         rel = entry.dest + f.path
         file_source = f"{entry.source}#{f.path}"
         if ledger.check(rel, file_source, f.sha256) is not None:

@@ -578,6 +578,9 @@ class Downloader:
                     raise _RetryError(f"connection broke: {type(exc).__name__}: {exc}") from None
                 if n == 0:
                     if piece.end is None:
+                        # A body of unknown length ended: now the piece (the file) has a size.
+                        piece.end = position
+                        job.size = position
                         job.eof = True
                         break
                     raise _RetryError(f"connection closed at byte {position}")
@@ -600,8 +603,6 @@ class Downloader:
         finally:
             with self._transfers_lock:
                 self._transfers.pop(ident, None)
-        if piece.end is None:
-            job.size = position
 
     def _ramp(self, now: float) -> None:
         """Add connections while each step still raises the throughput."""

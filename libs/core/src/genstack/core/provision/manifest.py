@@ -61,6 +61,7 @@ __all__ = [
     "Source",
     "UrlSource",
     "Variable",
+    "is_safe_relative",
     "load_catalog",
     "load_manifest",
     "parse_size",
@@ -156,7 +157,7 @@ def parse_source(text: str) -> Source:
                 "(owner and repo: letters, digits, '.', '_', '-')"
             )
         path = "/".join(parts[2:])
-        if path and not _safe_relative(path):
+        if path and not is_safe_relative(path):
             raise ValueError(f"bad file path {path!r} in {text!r}")
         return HfSource(repo="/".join(parts[:2]), path=path, revision=revision)
     if text.startswith("civitai://"):
@@ -184,7 +185,8 @@ def parse_size(text: str) -> int:
     return int(float(number) * _UNITS[(unit or "B").lower()])
 
 
-def _safe_relative(path: str) -> bool:
+def is_safe_relative(path: str) -> bool:
+    """A normalised relative POSIX path that stays inside its folder."""
     if not path or path.startswith("/") or "\\" in path or any(ord(c) < 32 for c in path):
         return False
     stripped = path.rstrip("/")
@@ -284,7 +286,7 @@ class ModelEntry(_Strict):
     @field_validator("dest")
     @classmethod
     def _dest(cls, value: str) -> str:
-        if not _safe_relative(value.replace("{item}", "x")):
+        if not is_safe_relative(value.replace("{item}", "x")):
             raise ValueError(
                 f"{value!r} escapes the models root (must be a relative path without '..', "
                 "not absolute, no backslashes)"
