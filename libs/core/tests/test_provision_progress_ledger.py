@@ -66,3 +66,25 @@ def test_a_corrupt_ledger_means_hashing_again_not_a_crash(
     assert "ignoring unreadable ledger" in caplog.text
     (tmp_path / ".genstack/ledger.json").write_text(json.dumps({"version": 99}))
     assert Ledger(tmp_path).get("x") is None
+
+
+def test_rich_progress_draws_bars_and_reports_files() -> None:
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    progress = RichProgress(Console(file=out, force_terminal=True, color_system=None, width=120))
+    progress.begin(total_bytes=4_000_000, files=2)
+    progress.file_started("diffusion_models/model.safetensors", 3_000_000, 0)
+    progress.advance("diffusion_models/model.safetensors", 3_000_000)
+    progress.file_state("diffusion_models/model.safetensors", "verified, saving")
+    progress.file_done("diffusion_models/model.safetensors")
+    progress.file_started("vae/vae.bin", 1_000_000, 0)
+    progress.file_failed("vae/vae.bin", "HTTP 404")
+    progress.close()
+    text = out.getvalue()
+    assert "total (2 files)" in text
+    assert "verified diffusion_models/model.safetensors" in text
+    assert "failed vae/vae.bin: HTTP 404" in text
+    assert "3.0/4.0 MB" in text  # the overall bar's byte count

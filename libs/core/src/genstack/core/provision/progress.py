@@ -10,7 +10,10 @@ import logging
 import sys
 import threading
 import time
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["LogProgress", "NullProgress", "Progress", "RichProgress", "make_progress"]
 
@@ -150,10 +153,10 @@ class LogProgress:
 
 
 class RichProgress:
-    """An overall bar and one bar per file in flight (rich, on a terminal)."""
+    """An overall bar and one bar per file in flight (rich, on a terminal: stderr)."""
 
-    def __init__(self) -> None:
-        from rich.console import Console
+    def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console as RichConsole
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -170,7 +173,7 @@ class RichProgress:
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console or RichConsole(stderr=True),
             transient=False,
             refresh_per_second=5,
         )
