@@ -432,16 +432,23 @@ def test_files_already_on_disk_without_a_ledger_are_verified_not_fetched(
     env: dict[str, str],
     gpu24: GpuProfile,
 ) -> None:
-    # A models volume from the old system: right files, no ledger; one of them wrong.
+    # A models volume from the old system: right files, no ledger; a broken download (wrong
+    # size) and someone's own file of the right size but other bytes.
     (models_root / "diffusion_models").mkdir()
     (models_root / "vae").mkdir()
     (models_root / "diffusion_models/big.safetensors").write_bytes(published["big"])
-    (models_root / "vae/plain.bin").write_bytes(b"not the model")
+    (models_root / "diffusion_models/config.json").write_bytes(b"{trunc")
+    own = os.urandom(len(published["plain"]))
+    (models_root / "vae/plain.bin").write_bytes(own)
     report = ensure_models(three_files(hub, published["plain"]), models_root, env, profile=gpu24)
     assert "diffusion_models/big.safetensors" in report.adopted
     assert cdn.requests_for(BLOB, "GET") == []
-    assert (models_root / "vae/plain.bin").read_bytes() == published["plain"]
     assert ledger(models_root)["diffusion_models/big.safetensors"]["sha256_origin"] == "hub"
+    assert (models_root / "diffusion_models/config.json").read_bytes() == published["config"]
+    assert (models_root / "vae/plain.bin").read_bytes() == published["plain"]
+    # Never deleted: the foreign file was moved aside.
+    aside = models_root / f"vae/plain.bin.foreign-{sha256(own)[:8]}"
+    assert aside.read_bytes() == own
 
 
 def test_repository_source_takes_the_listed_files_with_their_lfs_sha256(

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from genstack.core.gpu import GpuProfile, resolve_profile
 from genstack.core.provision.downloader import Downloader, DownloadItem, DownloadResult
@@ -297,41 +298,60 @@ def _adopt_existing(
     work: Sequence[_Work], ledgers: Mapping[Path, Ledger], report: ProvisionReport
 ) -> list[_Work]:
     """Files already on disk (a volume from the old system, a stale ledger record) are
-    hashed once; those that match are recorded, the rest are fetched again."""
+    hashed once; those that match are recorded, the rest are fetched again.
+
+    A file this tool placed (it has a ledger record) and a foreign file of the wrong size
+    (a broken download) are replaced. A foreign file of the right size whose sha256 differs
+    may be someone's own model: it is moved aside to ``<name>.foreign-<sha256[:8]>``, never
+    deleted, and a warning says where it went.
+    """
     existing = [w for w in work if (w.root / w.rel).is_file()]
     if not existing:
         return list(work)
 
-    def check(w: _Work) -> bool:
+    def check(w: _Work) -> Literal["ok", "replace", "set-aside"]:
         path = w.root / w.rel
+        ours = ledgers[w.root].get(w.rel) is not None
         size = path.stat().st_size
         if w.remote.size is not None and size != w.remote.size:
             log.warning(
                 "%s: %d bytes on disk, %d expected: fetching it again", w.key, size, w.remote.size
             )
-            return False
+            return "replace"
         if w.sha256 is None and w.remote.size is None:
-            return False  # nothing to check it against
+            return "replace" if ours else "set-aside"  # nothing to check it against
         log.info("verifying %s found on disk (%s)", w.key, human_bytes(size))
         digest = _sha256_file(path)
         if w.sha256 is not None and digest != w.sha256:
+            if ours:
+                log.warning(
+                    "%s: sha256 %s, %s expected: fetching it again", w.key, digest, w.sha256
+                )
+                return "replace"
+            aside = path.with_name(f"{path.name}.foreign-{digest[:8]}")
+            path.replace(aside)
             log.warning(
-                "%s: sha256 %s on disk, %s expected: fetching it again", w.key, digest, w.sha256
+                "%s: a file of the right size but another sha256 (%s, %s expected) was there; "
+                "moved it to %s and fetching the manifest's file",
+                w.key,
+                digest,
+                w.sha256,
+                aside,
             )
-            return False
+            return "set-aside"
         origin: ShaOrigin = w.origin if w.sha256 else "computed"
         ledgers[w.root].record(w.rel, digest, w.source, origin)
-        return True
+        return "ok"
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
         verdicts = dict(zip([w.key for w in existing], pool.map(check, existing), strict=True))
     remaining = []
     for w in work:
         verdict = verdicts.get(w.key)
-        if verdict:
+        if verdict == "ok":
             report.adopted.append(w.key)
             continue
-        if verdict is False:
+        if verdict == "replace":
             ledgers[w.root].forget(w.rel)
             (w.root / w.rel).unlink(missing_ok=True)
         remaining.append(w)
