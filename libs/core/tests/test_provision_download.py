@@ -19,6 +19,7 @@ from genstack.core.provision import (
     DiskSpaceError,
     DownloadError,
     DownloadInterruptedError,
+    ProvisionError,
     SourceError,
     ensure_models,
     parse_manifest,
@@ -640,3 +641,34 @@ def test_a_hub_listing_with_a_path_leaving_the_folder_is_refused(
     with pytest.raises(SourceError, match=r"unsafe path '\.\./\.\./escape\.bin'"):
         ensure_models(m, models_root, env, profile=gpu24)
     assert not (models_root.parent / "escape.bin").exists()
+
+
+def test_a_read_only_root_is_used_as_it_is_when_complete(
+    hub: FileServer,
+    models_root: Path,
+    env: dict[str, str],
+    gpu24: GpuProfile,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As root the tests cannot make a folder read-only; the check of the filesystem is the
+    # only thing replaced here.
+    monkeypatch.setattr(provision_api, "_writable", lambda root: False)
+    m = manifest("""
+  - id: model
+    source: hf://org/x/model.pth@main
+    dest: model.pth
+    size: 4
+  - id: config
+    source: hf://org/x/config.json@main
+    dest: config.json
+    approx_size: 1 KB
+""")
+    (models_root / "model.pth").write_bytes(b"abcd")
+    with pytest.raises(ProvisionError, match=r"read-only and lacks config\.json"):
+        ensure_models(m, models_root, env, profile=gpu24)
+    (models_root / "config.json").write_text("{}")
+    report = ensure_models(m, models_root, env, profile=gpu24)
+    assert report.fetched == [] and hub.requests == []
+    (models_root / "model.pth").write_bytes(b"abc")  # the manifest says 4 bytes
+    with pytest.raises(ProvisionError, match=r"lacks model\.pth"):
+        ensure_models(m, models_root, env, profile=gpu24)

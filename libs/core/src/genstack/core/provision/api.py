@@ -19,6 +19,7 @@ a model's name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -32,11 +33,12 @@ from typing import Literal
 
 from genstack.core.gpu import GpuProfile, resolve_profile
 from genstack.core.provision.downloader import Downloader, DownloadItem, DownloadResult
-from genstack.core.provision.errors import DiskSpaceError, SourceError
+from genstack.core.provision.errors import DiskSpaceError, ProvisionError, SourceError
 from genstack.core.provision.http import Session
 from genstack.core.provision.ledger import Ledger, ShaOrigin, SnapshotFile, provision_lock
 from genstack.core.provision.manifest import (
     CATALOG_NAMES,
+    STATE_DIR,
     HfSource,
     Manifest,
     ModelEntry,
@@ -160,8 +162,15 @@ def provision(
     settings = settings or ProvisionSettings.from_env(env)
     profile = profile or resolve_profile(env)
     roots = sorted({t.root for t in targets})
-    for root in roots:
-        root.mkdir(parents=True, exist_ok=True)
+    read_only = [root for root in roots if not _writable(root)]
+    if read_only:
+        checked = _use_read_only(
+            [t for t in targets if t.root in read_only], env, profile, settings, started
+        )
+        targets = [t for t in targets if t.root not in read_only]
+        roots = [r for r in roots if r not in read_only]
+        if not targets:
+            return checked
     with contextlib.ExitStack() as stack:
         for root in roots:  # sorted: two runs never wait on each other crosswise
             stack.enter_context(provision_lock(root))
@@ -196,6 +205,55 @@ def provision(
             report.elapsed_s,
         )
         return report
+
+
+def _writable(root: Path) -> bool:
+    """Create the root (and its state folder); False when the filesystem refuses."""
+    try:
+        (root / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return False
+        raise
+    return os.access(root / STATE_DIR, os.W_OK)
+
+
+def _use_read_only(
+    targets: Sequence[Target],
+    env: Mapping[str, str],
+    profile: GpuProfile,
+    settings: ProvisionSettings,
+    started: float,
+) -> ProvisionReport:
+    """A read-only models root (a mounted checkpoint) is used as it is: every selected file
+    must be there (with the manifest's exact size, where it gives one); nothing is fetched
+    or hashed, since nothing could be recorded."""
+    plan = plan_models(targets, env, profile=profile, settings=settings)
+    read_only = ", ".join(sorted({str(t.root) for t in targets}))
+    missing = []
+    for row in plan.rows:
+        path = row.root / row.entry.dest
+        if parse_source(row.entry.source).is_snapshot:
+            ok = path.is_dir() and any(path.iterdir())
+        else:
+            ok = path.is_file() and (
+                row.entry.size is None or path.stat().st_size == row.entry.size
+            )
+        if not ok:
+            missing.append(row.entry.dest)
+    if missing:
+        raise ProvisionError(
+            f"models root {read_only} is read-only and lacks "
+            f"{', '.join(missing)}: mount a complete checkpoint, or a writable folder to "
+            "provision into"
+        )
+    report = ProvisionReport(plan, elapsed_s=time.monotonic() - started)
+    log.warning(
+        "models root %s is read-only: using its %d file(s) as they are, unverified",
+        read_only,
+        len(plan.rows),
+    )
+    return report
 
 
 def _resolve(
