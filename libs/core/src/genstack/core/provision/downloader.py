@@ -2,10 +2,13 @@
 
 How a file is fetched:
 
-- It is cut into pieces (16-128 MiB). ``connections`` worker threads take pieces in file
-  order, each with one ranged GET on a kept-alive connection; several files are in flight
-  at once (``max_files`` with pieces still to hand out), so small files never wait behind
-  a big one for long and no worker sits idle at the end of a file.
+- It is cut into pieces (16-128 MiB). Worker threads take pieces in file order, each with
+  one ranged GET on a kept-alive connection; several files are in flight at once
+  (``max_files`` with pieces still to hand out), so small files never wait behind a big one
+  for long and no worker sits idle at the end of a file. Four workers start; every second
+  four more join while that raised the throughput by a quarter, up to ``connections``: a CDN
+  that caps each connection gets many, a LAN or loopback link (where more streams only cost
+  CPU) stays with a few.
 - Bytes go from the socket into a per-worker buffer and from there to
   ``<dest>.part`` with ``pwrite``. After every write the piece's byte count is written to
   ``<dest>.part.state`` (also with ``pwrite``: it lands in the page cache, so it survives a
