@@ -6,9 +6,9 @@ How a file is fetched:
   one ranged GET on a kept-alive connection; several files are in flight at once
   (``max_files`` with pieces still to hand out), so small files never wait behind a big one
   for long and no worker sits idle at the end of a file. Four workers start; every second
-  four more join while that raised the throughput by a quarter, up to ``connections``: a CDN
-  that caps each connection gets many, a LAN or loopback link (where more streams only cost
-  CPU) stays with a few.
+  four more are tried and kept only if they raised the throughput by a quarter, up to
+  ``connections``: a CDN that caps each connection gets many, a LAN or loopback link (where
+  more streams only cost CPU) stays with a few.
 - Bytes go from the socket into a per-worker buffer and from there to
   ``<dest>.part`` with ``pwrite``. After every write the piece's byte count is written to
   ``<dest>.part.state`` (also with ``pwrite``: it lands in the page cache, so it survives a
@@ -230,6 +230,7 @@ class Downloader:
         self._ramp_at = time.monotonic()
         self._ramp_bytes = 0
         self._ramp_rate: float | None = None
+        self._ramp_warm = False
         self._ramp_done = False
 
     # ------------------------------------------------------------------ public
@@ -608,22 +609,29 @@ class Downloader:
                 self._transfers.pop(ident, None)
 
     def _ramp(self, now: float) -> None:
-        """Add connections while each step still raises the throughput."""
-        if self._ramp_done or self._limit >= self.config.connections:
+        """Probe more connections each second; keep a step only if it raised the throughput
+        by a quarter, else go back to the previous count and stay there. The first second
+        (connecting, first bytes) only sets the marks."""
+        if self._ramp_done:
             return
         elapsed = now - self._ramp_at
         if elapsed < 1.0:
             return
         rate = (self.bytes_fetched - self._ramp_bytes) / elapsed
         self._ramp_at, self._ramp_bytes = now, self.bytes_fetched
-        if rate <= 0:
-            return  # nothing moved yet (connecting, resolving): judge the next window
-        if self._ramp_rate is not None and rate < self._ramp_rate * 1.25:
-            self._ramp_done = True
-            log.debug("staying at %d connections (%.0f MB/s)", self._limit, rate / 1e6)
+        if rate <= 0 or not self._ramp_warm:
+            self._ramp_warm = rate > 0  # nothing moved yet, or the warm-up second: judge later
             return
-        self._ramp_rate = rate
         with self._cond:
+            if self._ramp_rate is not None and rate < self._ramp_rate * 1.25:
+                self._limit = max(1, self._limit - self.config.ramp_step)  # the step did not pay
+                self._ramp_done = True
+                log.debug("staying at %d connections (%.0f MB/s)", self._limit, rate / 1e6)
+                return
+            if self._limit >= self.config.connections:
+                self._ramp_done = True
+                return
+            self._ramp_rate = rate
             self._limit = min(self.config.connections, self._limit + self.config.ramp_step)
             self._cond.notify_all()
 
