@@ -45,3 +45,20 @@ def test_nothing_moving_yet_is_not_judged() -> None:
         now += 1.0
         downloader._ramp(now)  # resolving, connecting: no bytes
     assert downloader._limit == 4 and not downloader._ramp_done
+
+
+def test_part_files_reserve_their_blocks_up_front(tmp_path: object) -> None:
+    import os
+    from pathlib import Path
+
+    from genstack.core.provision.downloader import _allocate
+
+    path = Path(str(tmp_path)) / "x.part"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _allocate(fd, 50 * 2**20)
+    finally:
+        os.close(fd)
+    stat = path.stat()
+    assert stat.st_size == 50 * 2**20
+    assert stat.st_blocks * 512 >= 50 * 2**20  # reserved, not sparse
