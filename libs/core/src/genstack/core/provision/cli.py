@@ -142,11 +142,12 @@ def _targets(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    tty = sys.stderr.isatty()
+    overrides = dict(item.partition("=")[::2] for item in args.set)
+    environ = {**os.environ, **overrides}
     configure_logging(
         "provision",
-        os.environ.get("LOG_LEVEL", "INFO").upper(),
-        os.environ.get("LOG_FORMAT", "text" if tty else "json"),
+        (environ.get("LOG_LEVEL") or "INFO").upper(),
+        environ.get("LOG_FORMAT") or ("text" if sys.stderr.isatty() else "json"),
     )
     # The messages are the report (they name the file or variable); a traceback is noise.
     try:

@@ -255,7 +255,7 @@ class Plan:
         console.print(gpu_line, highlight=False)
         console.print(
             f"tier {p.tier} ({p.tier_source}), GPU_MEMORY_MODE={p.memory_mode}, "
-            f"VRAM budget for auto variants {p.budget_gb:.1f} GB, "
+            f"VRAM budget for auto variants {round(p.budget_gb, 2):g} GB, "
             f"ComfyUI flags: {' '.join(p.comfyui_flags)}",
             highlight=False,
         )
