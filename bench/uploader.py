@@ -185,7 +185,7 @@ class Bench:
             return False
 
     # latency ------------------------------------------------------------------------------
-    def latency(self, count: int, interval: float, run: str) -> list[float]:
+    def latency(self, count: int, interval: float, run: str) -> tuple[list[float], int]:
         bucket = self.s3.create_bucket()
         output_dir = self.work / f"lat-{run}"
         output_dir.mkdir()
@@ -243,7 +243,7 @@ class Bench:
             with lock:
                 pending[key] = (closed_at, len(data))
             time.sleep(interval)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300
         while pending and time.monotonic() < deadline:
             time.sleep(0.05)
         done.set()
@@ -254,8 +254,8 @@ class Bench:
             os.killpg(process.pid, 15)
             process.wait()
         if pending:
-            raise RuntimeError(f"{run}: {len(pending)} files never became visible")
-        return latencies
+            print(f"{run}: {len(pending)} files not visible 300 s after the last write", flush=True)
+        return latencies, len(pending)
 
     # throughput ---------------------------------------------------------------------------
     def make_dataset(self, big: int, big_mib: int, small: int) -> Path:
@@ -389,14 +389,19 @@ def main() -> int:
         ours = bench.latency(count, args.interval, "genstack")
         seed = bench.latency(count, args.interval, "seed")
         rows = []
-        for name, values in (("genstack-uploader", ours), ("seed r2_sync.sh", seed)):
-            rows.append((name, statistics.median(values) * 1000, percentile(values, 0.95) * 1000))
+        for name, (values, lost) in (("genstack-uploader", ours), ("seed r2_sync.sh", seed)):
+            p50, p95 = statistics.median(values) * 1000, percentile(values, 0.95) * 1000
+            rows.append((name, p50, p95, lost))
         ratio = rows[1][1] / rows[0][1]
-        print("\n| close -> visible (1 MiB) | p50 ms | p95 ms |\n|---|---:|---:|")
-        for name, p50, p95 in rows:
-            print(f"| {name} | {p50:.0f} | {p95:.0f} |")
-        print(f"| ratio (seed / genstack) | {ratio:.1f}x | {rows[1][2] / rows[0][2]:.1f}x |")
-        results["latency"] = {name: {"p50_ms": p50, "p95_ms": p95} for name, p50, p95 in rows}
+        print("\n| close -> visible (1 MiB) | p50 ms | p95 ms | not visible after 300 s |")
+        print("|---|---:|---:|---:|")
+        for name, p50, p95, lost in rows:
+            print(f"| {name} | {p50:.0f} | {p95:.0f} | {lost} |")
+        print(f"| ratio (seed / genstack) | {ratio:.1f}x | {rows[1][2] / rows[0][2]:.1f}x | |")
+        results["latency"] = {
+            name: {"p50_ms": p50, "p95_ms": p95, "not_visible": lost}
+            for name, p50, p95, lost in rows
+        }
 
         if not args.skip_throughput:
             print(f"\nthroughput: {big} x {big_mib} MiB + {small} x 1 MiB", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobStore
+from genstack.core.leases import JobLeases, Reaper
 from genstack.core.redis_client import connect
 from genstack.core.worker import (
     JobCancelledError,
@@ -35,6 +37,7 @@ def make_runner(
         handler=handler,
         output_dir=tmp_path / "outputs",
         hand_over=lambda *args: handed.append(args),
+        leases=JobLeases(store, queue="test", owner="me", ttl_s=5),
     )
     return runner, handed
 
@@ -195,3 +198,64 @@ def test_cancelled_error_from_handler(store: JobStore, tmp_path: Path) -> None:
     runner, _ = make_runner(store, tmp_path, stops)
     job = queued(store)
     assert runner.run(job.id) == "cancelled"
+
+
+def test_a_job_held_by_another_worker_is_not_run_twice(store: JobStore, tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def counted(ctx: JobContext) -> Sequence[Path]:
+        calls.append(ctx.job.id)
+        return two_files(ctx)
+
+    runner, handed = make_runner(store, tmp_path, counted)
+    job = queued(store)
+    other = JobLeases(store, queue="test", owner="other-worker", ttl_s=5)
+    assert other.acquire(job.id)
+    assert runner.run(job.id) == "running_elsewhere"
+    assert calls == [] and handed == []
+    other.release(job.id)
+    assert runner.run(job.id) == "handed_over"
+    assert store.redis.smembers(other.active_key) == set()  # released after the hand-over
+
+
+def test_lost_lease_stops_the_handler_without_touching_the_job(
+    store: JobStore, tmp_path: Path
+) -> None:
+    def taken_over(ctx: JobContext) -> Sequence[Path]:
+        # Another delivery takes the job over (our lease lapsed while Redis was away).
+        store.redis.set(f"{store.job_key(ctx.job.id)}:lease", "someone-else")
+        deadline = time.monotonic() + 10
+        while not ctx.cancelled():
+            assert time.monotonic() < deadline, "the lost lease was never noticed"
+            time.sleep(0.05)
+        ctx.check_cancelled()
+        return []
+
+    handed: HandedOver = []
+    runner = JobRunner(
+        store=store,
+        handler=taken_over,
+        output_dir=tmp_path / "outputs",
+        hand_over=lambda *args: handed.append(args),
+        leases=JobLeases(store, queue="test", owner="me", ttl_s=0.3),
+    )
+    job = queued(store)
+    assert runner.run(job.id) == "lease_lost"
+    assert store.require(job.id).status == JobStatus.RUNNING  # the new holder finishes it
+
+
+def test_reaper_redispatches_jobs_whose_worker_died(store: JobStore) -> None:
+    dead = JobLeases(store, queue="q", owner="dead-worker", ttl_s=0.2)
+    alive = JobLeases(store, queue="q", owner="live-worker", ttl_s=30)
+    orphan, running, finished = queued(store), queued(store), queued(store)
+    for job in (orphan, finished):
+        assert dead.acquire(job.id)
+    assert alive.acquire(running.id)
+    store.set_status(finished.id, JobStatus.FAILED)
+    time.sleep(0.4)  # the dead worker's leases lapse
+    redispatched: list[str] = []
+    reaper = Reaper(alive, redispatched.append)
+    assert reaper.sweep() == [orphan.id]
+    assert redispatched == [orphan.id]
+    assert reaper.sweep() == []  # dispatched once, not at every sweep
+    assert store.redis.smembers(alive.active_key) == {running.id}

@@ -7,7 +7,11 @@ import random
 import time
 from pathlib import Path
 
+import httpx
 from conftest import Rig, sha256, wait_until
+
+from genstack.testing.ports import free_port
+from genstack.testing.process import console_script
 
 
 def write_files(root: Path, count: int, *, seed: int, prefix: str = "f") -> dict[Path, str]:
@@ -37,6 +41,9 @@ def test_200_files_arrive_byte_identical_exactly_once(rig: Rig) -> None:
     assert rig.objects() == expected
     writes = rig.writes()
     assert writes == dict.fromkeys(expected, 1)
+    metrics = httpx.get(f"http://127.0.0.1:{rig.metrics_port}/metrics").text
+    assert 'genstack_uploads_total{result="uploaded"} 200.0' in metrics
+    assert "genstack_upload_pending 0.0" in metrics
 
 
 def test_slowly_written_file_is_uploaded_once_complete(rig: Rig) -> None:
@@ -91,3 +98,30 @@ def test_atomic_rename_into_the_folder_is_seen(rig: Rig) -> None:
     source.rename(target)
     wait_until(lambda: rig.key_for(target) in rig.object_keys(), 20, "the renamed file")
     assert rig.objects() == {rig.key_for(target): sha256(b"\x89PNG rename")}
+
+
+def test_readiness_says_what_is_wrong(rig: Rig) -> None:
+    rig.env["R2_BUCKET"] = "no-such-bucket"
+    port = free_port()
+    process = rig.start_process(
+        [console_script("genstack-uploader"), "run"],
+        env={**rig.env, "UPLOAD_METRICS_PORT": str(port), "R2_MAX_ATTEMPTS": "1"},
+        name="uploader",
+        cwd=rig.workdir,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            if response.json()["checks"].get("worker") == "ok":
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, process.log_tail()
+        time.sleep(0.2)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["ready"] is False
+    assert body["checks"]["redis"] == "ok"
+    assert "no-such-bucket" in body["checks"]["storage"]
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200

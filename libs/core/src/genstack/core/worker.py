@@ -14,10 +14,12 @@ every backend:
 - errors become ``failed`` with a code; :class:`JobFailedError` with ``retryable`` (a backend
   that is down or busy) is retried with backoff first.
 
-A redelivered task (worker killed mid-job) runs the job again from the start; one killed
-after the hand-over finds the job ``uploading`` and hands the same files over again, which
-the uploader's ledger makes a no-op. So every task is idempotent, as Celery's
-``acks_late`` redelivery needs.
+A worker holds a lease on the job it runs (``genstack.core.leases``): if it dies, a reaper
+in another (or the restarted) worker of the queue dispatches the job again within about a
+minute, instead of after Celery's visibility timeout (hours). A new delivery runs the job
+again from the start; one that comes after the hand-over finds the job ``uploading`` and
+hands the same files over again, which the uploader's ledger makes a no-op. So every task
+is idempotent, as Celery's ``acks_late`` redelivery needs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC
@@ -36,6 +39,7 @@ from celery import Celery, Task
 from genstack.core.backoff import backoff_s
 from genstack.core.jobs import Job, JobError, JobStatus
 from genstack.core.jobstore import InvalidTransitionError, JobNotFoundError, JobStore
+from genstack.core.leases import JobLeases, LeaseHeldError, Reaper
 from genstack.core.uploads import enqueue_upload
 
 log = logging.getLogger(__name__)
@@ -67,13 +71,20 @@ class JobCancelledError(Exception):
     """Raised by a handler (or :meth:`JobContext.check_cancelled`) to stop a cancelled job."""
 
 
+class LeaseLostError(Exception):
+    """This worker lost the job's lease (another delivery took it over): stop, change nothing."""
+
+
 class JobContext:
     """What a handler gets: the job, a folder for its files, progress and cancellation."""
 
-    def __init__(self, job: Job, output_dir: Path, store: JobStore) -> None:
+    def __init__(
+        self, job: Job, output_dir: Path, store: JobStore, lost: threading.Event | None = None
+    ) -> None:
         self.job = job
         self.output_dir = output_dir
         self._store = store
+        self._lost = lost or threading.Event()
         self._checked_at = 0.0
         self._cancelled = False
 
@@ -85,8 +96,9 @@ class JobContext:
         self._store.set_progress(self.job.id, fraction, message)
 
     def cancelled(self) -> bool:
-        """Whether a cancel was requested; Redis is asked at most every CANCEL_POLL_S."""
-        if self._cancelled:
+        """Whether the handler should stop: a cancel was requested (Redis is asked at most
+        every CANCEL_POLL_S), or this worker lost the job's lease."""
+        if self._cancelled or self._lost.is_set():
             return True
         now = time.monotonic()
         if now - self._checked_at >= CANCEL_POLL_S:
@@ -95,6 +107,8 @@ class JobContext:
         return self._cancelled
 
     def check_cancelled(self) -> None:
+        if self._lost.is_set():
+            raise LeaseLostError(self.job.id)
         if self.cancelled():
             raise JobCancelledError(self.job.id)
 
@@ -106,12 +120,19 @@ class JobRunner:
     """One job delivery, Celery-free (``register_job_task`` adds the queue and retries)."""
 
     def __init__(
-        self, *, store: JobStore, handler: JobHandler, output_dir: Path, hand_over: HandOver
+        self,
+        *,
+        store: JobStore,
+        handler: JobHandler,
+        output_dir: Path,
+        hand_over: HandOver,
+        leases: JobLeases,
     ) -> None:
         self.store = store
         self.handler = handler
         self.output_dir = output_dir
         self.hand_over = hand_over
+        self.leases = leases
 
     def run(self, job_id: str, *, final_attempt: bool = True) -> str:
         """Run the job; returns what happened. Raises JobFailedError (retryable) only when
@@ -124,6 +145,15 @@ class JobRunner:
             return "missing"
         if job.status.terminal:
             return job.status.value
+        try:
+            with self.leases.held(job_id) as lost:
+                return self._run_held(job, lost, final_attempt)
+        except LeaseHeldError:
+            log.info("job is running on another worker", extra={"job_id": job_id})
+            return "running_elsewhere"
+
+    def _run_held(self, job: Job, lost: threading.Event, final_attempt: bool) -> str:
+        job_id = job.id
         folder = self.output_dir / job_id
         if job.status == JobStatus.UPLOADING:
             self._hand_over(job, self._files_in(folder))
@@ -136,11 +166,14 @@ class JobRunner:
             return "superseded"  # cancelled or deleted between the read and now
         shutil.rmtree(folder, ignore_errors=True)  # what an interrupted earlier try left
         folder.mkdir(parents=True, exist_ok=True)
-        context = JobContext(job, folder, self.store)
+        context = JobContext(job, folder, self.store, lost)
         started = time.monotonic()
         try:
             files = list(self.handler(context))
             context.check_cancelled()
+        except LeaseLostError:
+            log.warning("job taken over by another delivery", extra={"job_id": job_id})
+            return "lease_lost"
         except JobCancelledError:
             return self._cancel(job_id, folder)
         except JobFailedError as exc:
@@ -235,9 +268,25 @@ def register_job_task(
     return run_job
 
 
-def run_worker(app: Celery, *, queue: str, hostname: str, concurrency: int, loglevel: str) -> int:
+def run_worker(
+    app: Celery,
+    *,
+    queue: str,
+    hostname: str,
+    concurrency: int,
+    loglevel: str,
+    leases: JobLeases | None = None,
+    reap_interval_s: float = 15.0,
+) -> int:
     """Consume ``queue`` until SIGTERM (soft shutdown: running jobs get the grace window,
-    then go back to the queue). Threads: a backend worker only waits on HTTP."""
+    then go back to the queue). Threads: a backend worker only waits on HTTP. With
+    ``leases``, a reaper dispatches again the queue's jobs whose worker died."""
+    reaper = None
+    if leases is not None:
+        reaper = Reaper(
+            leases, lambda job_id: dispatch_job(app, job_id, queue), interval_s=reap_interval_s
+        )
+        reaper.start()
     worker = app.Worker(
         hostname=hostname,
         queues=[queue],
@@ -248,5 +297,9 @@ def run_worker(app: Celery, *, queue: str, hostname: str, concurrency: int, logl
         without_mingle=True,
         optimization="fair",
     )
-    worker.start()
+    try:
+        worker.start()
+    finally:
+        if reaper is not None:
+            reaper.stop()
     return int(getattr(worker, "exitcode", 0) or 0)
