@@ -14,6 +14,7 @@ from tts_helpers import ToneServer, probe
 
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobStore
+from genstack.core.leases import JobLeases
 from genstack.core.redis_client import connect
 from genstack.core.worker import JobFailedError, JobRunner
 from genstack.testing.ports import free_port
@@ -36,6 +37,7 @@ def runner_for(
         handler=SpeechJobHandler(url, **options),
         output_dir=tmp_path / "outputs",
         hand_over=lambda *args: handed.append(args),
+        leases=JobLeases(store, queue="test", owner="test-worker", ttl_s=30),
     )
     return runner, handed
 

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from genstack.core.worker import JobCancelledError, JobContext, JobFailedError
+from genstack.core.worker import JobContext, JobFailedError
 from genstack.tts.audio import FORMATS, PCM_RATE, Encoder, ResponseFormat
 from genstack.tts.text import split_sentences
 
@@ -129,9 +129,9 @@ class SpeechJobHandler:
                         self._raise_for(response)
                     carry = b""
                     for chunk in response.iter_raw():
-                        if ctx.cancelled():
-                            # Leaving the block closes the connection: the server stops.
-                            raise JobCancelledError(ctx.job.id)
+                        # Cancelled (or this worker lost the job's lease): raising here
+                        # leaves the block, which closes the connection: the server stops.
+                        ctx.check_cancelled()
                         data = carry + chunk
                         whole = len(data) - len(data) % 2
                         carry = data[whole:]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 from genstack.core.celery_app import create_celery_app
 from genstack.core.jobstore import JobStore
+from genstack.core.leases import JobLeases
 from genstack.core.redis_client import connect
 from genstack.core.worker import JobRunner, register_job_task, run_worker, uploader_hand_over
 from genstack.tts.job import SpeechJobHandler
@@ -14,6 +17,10 @@ QUEUE = "tts.xtts"
 
 def run(settings: XttsSettings) -> int:
     app = create_celery_app("genstack-xtts-worker", settings.redis_url, settings)
+    store = JobStore(connect(settings.redis_url))
+    # Unique per process: several workers may share a host, and the lease names its owner.
+    hostname = f"xtts-{os.getpid()}@{settings.node_id}"
+    leases = JobLeases(store, queue=QUEUE, owner=hostname)
     keys = settings.tts_api_keys
     handler = SpeechJobHandler(
         settings.xtts_url,
@@ -21,16 +28,18 @@ def run(settings: XttsSettings) -> int:
         busy_retry_s=settings.xtts_busy_retry_s,
     )
     runner = JobRunner(
-        store=JobStore(connect(settings.redis_url)),
+        store=store,
         handler=handler,
         output_dir=settings.output_dir,
         hand_over=uploader_hand_over(app, settings.node_id),
+        leases=leases,
     )
     register_job_task(app, runner)
     return run_worker(
         app,
         queue=QUEUE,
-        hostname=f"xtts@{settings.node_id}",
+        hostname=hostname,
         concurrency=settings.xtts_worker_concurrency,
         loglevel=settings.log_level,
+        leases=leases,
     )
