@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fileserver import FileServer
 
 from genstack.core.gpu import GpuInfo, GpuProfile, resolve_profile
+from genstack.testing.file_server import FileServer
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from fileserver import FileServer, add_hf_file, sha256
 
 from genstack.core.provision import parse_manifest
 from genstack.core.provision.plan import part_bytes
+from genstack.testing.file_server import FileServer, add_hf_file, sha256
 from genstack.testing.plugin import StartServiceProcess
 from genstack.testing.process import console_script
 

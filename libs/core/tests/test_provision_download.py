@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from fileserver import Fault, FileServer, add_hf_file, add_hf_tree, sha256
 
 from genstack.core.gpu import GpuProfile
 from genstack.core.provision import (
@@ -26,6 +25,7 @@ from genstack.core.provision import (
 )
 from genstack.core.provision import api as provision_api
 from genstack.core.provision.progress import NullProgress
+from genstack.testing.file_server import Fault, FileServer, add_hf_file, add_hf_tree, sha256
 
 MiB = 2**20
 

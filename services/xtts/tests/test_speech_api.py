@@ -13,6 +13,8 @@ import pytest
 from openai import OpenAI
 from xtts_helpers import MAX_SENTENCE_S, XttsServer, probe, sse_events, tone_wave
 
+from genstack.testing.file_server import FileServer, add_hf_file
+from genstack.testing.ports import free_port
 from genstack.tts.audio import encode_all
 
 TEXT = "Hello there. This is the tiny model. It speaks noise."  # three sentences
@@ -150,7 +152,17 @@ def test_a_missing_checkpoint_is_reported_not_hidden(
 ) -> None:
     empty = tmp_path / "no-model"
     empty.mkdir()
-    server = start_xtts(env={"XTTS_MODEL_DIR": str(empty)}, wait=False)
+    hub = f"http://127.0.0.1:{free_port()}"  # nothing listens: the download cannot happen
+    server = start_xtts(
+        env={
+            "XTTS_MODEL_DIR": str(empty),
+            "HF_ENDPOINT": hub,
+            "PROVISION_RETRIES": "0",
+            "PROVISION_PROGRESS": "off",
+            "PROVISION_MIN_FREE_GB": "0",
+        },
+        wait=False,
+    )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -162,11 +174,49 @@ def test_a_missing_checkpoint_is_reported_not_hidden(
         assert time.monotonic() < deadline, "the load failure was never reported"
         time.sleep(0.1)
     assert ready.status_code == 503
-    assert (
-        "missing: config.json, model.pth, vocab.json, speakers_xtts.pth"
-        in (ready.json()["checks"]["model"])
-    )
+    reason = ready.json()["checks"]["model"]
+    assert "missing: config.json, model.pth, vocab.json, speakers_xtts.pth" in reason
+    assert "provisioning it failed" in reason
     speech = httpx.post(f"{server.url}/v1/audio/speech", json={"input": "Hi.", "voice": "x"})
     assert speech.status_code == 503
     assert speech.json()["error"]["code"] == "model_error"
     assert httpx.get(f"{server.url}/healthz").status_code == 200  # alive, not ready
+
+
+def test_a_missing_checkpoint_is_provisioned_from_the_hub(
+    start_xtts: Callable[..., XttsServer], tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """An empty XTTS_MODEL_DIR is filled through genstack-provision from a Hugging Face-like
+    hub on loopback (the tiny checkpoint published as coqui/XTTS-v2), then served."""
+    hub = FileServer(host="127.0.0.1").start()
+    cdn = FileServer(host="127.0.0.2").start()
+    try:
+        for name in ("model.pth", "config.json", "vocab.json", "speakers_xtts.pth"):
+            data = (tiny_checkpoint / name).read_bytes()
+            add_hf_file(hub, cdn, "coqui/XTTS-v2", name, data, lfs=name.endswith(".pth"))
+        model_dir = tmp_path / "provisioned"
+        server = start_xtts(
+            env={
+                "XTTS_MODEL_DIR": str(model_dir),
+                "HF_ENDPOINT": hub.url,
+                "PROVISION_PROGRESS": "off",
+                "PROVISION_MIN_FREE_GB": "0",
+            }
+        )
+        for name in ("model.pth", "config.json", "vocab.json", "speakers_xtts.pth"):
+            assert (model_dir / name).read_bytes() == (tiny_checkpoint / name).read_bytes()
+        speech = httpx.post(
+            f"{server.url}/v1/audio/speech",
+            json={"model": "xtts", "input": "Hello there.", "voice": _any_voice(server)},
+            timeout=120,
+        )
+        assert speech.status_code == 200, speech.text
+        assert len(speech.content) > 1000
+        assert "XTTS checkpoint provisioned" in server.process.logs()
+    finally:
+        hub.stop()
+        cdn.stop()
+
+
+def _any_voice(server: XttsServer) -> str:
+    return str(httpx.get(f"{server.url}/v1/audio/voices").json()["data"][0]["id"])

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from genstack.core.provision import ensure_models
+from genstack.core.provision.errors import ProvisionError
+
 log = logging.getLogger(__name__)
 
 # What Xtts.load_checkpoint reads; speakers_xtts.pth holds the built-in studio voices.
@@ -24,15 +27,19 @@ def missing_files(model_dir: Path) -> list[str]:
 
 
 def provision_checkpoint(model_dir: Path) -> None:
-    """Fetch the XTTS v2 checkpoint into ``model_dir``.
-
-    The one place that downloads: wired to genstack.core.provision
-    (``ensure_models("xtts", model_dir)``) once that module is on main. Until then a missing
-    checkpoint is a clear start-up error naming what is missing."""
-    raise CheckpointError(
-        f"no complete XTTS v2 checkpoint in {model_dir} (missing: "
-        f"{', '.join(missing_files(model_dir))}); put one there or run "
-        "`genstack-provision` for xtts"
+    """Fetch the XTTS v2 checkpoint into ``model_dir`` with genstack-provision's catalogue
+    entry ``xtts`` (resumable, verified; HF_TOKEN, HF_ENDPOINT and PROVISION_* apply).
+    The one place that downloads; a failure is a start-up error naming what is missing."""
+    try:
+        report = ensure_models("xtts", model_dir)
+    except ProvisionError as exc:
+        raise CheckpointError(
+            f"no complete XTTS v2 checkpoint in {model_dir} (missing: "
+            f"{', '.join(missing_files(model_dir))}) and provisioning it failed: {exc}"
+        ) from exc
+    log.info(
+        "XTTS checkpoint provisioned",
+        extra={"model_dir": str(model_dir), "bytes": report.bytes_fetched},
     )
 
 

@@ -1,4 +1,4 @@
-"""A real HTTP/1.1 file server on loopback for the downloader's tests.
+"""A real HTTP/1.1 file server on loopback for provisioning tests (every service that downloads).
 
 It serves byte strings by path with single-range support (206/416), keep-alive, HEAD, and
 redirects, and it emulates the parts of the Hugging Face Hub (``/<repo>/resolve/<rev>/<path>``
