@@ -16,11 +16,15 @@ PYTEST_ARGS ?=
 PYTEST := -m pytest -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)
 
 # package name -> its tests; each runs in .venvs/<name> built with `uv sync --package`.
-PACKAGES := core uploader gateway
+PACKAGES := core tts uploader xtts gateway
 core_PKG := genstack-core
 core_TESTS := libs/core/tests
+tts_PKG := genstack-tts
+tts_TESTS := libs/tts/tests
 uploader_PKG := genstack-uploader
 uploader_TESTS := services/uploader/tests
+xtts_PKG := genstack-xtts
+xtts_TESTS := services/xtts/tests
 gateway_PKG := genstack-gateway
 gateway_TESTS := services/gateway/tests
 
@@ -62,7 +66,7 @@ lint:
 	$(VENVS)/stack/bin/ruff format --check .
 
 typecheck:
-	$(VENVS)/stack/bin/mypy -p genstack.core -p genstack.uploader -p genstack.gateway -p genstack.testing
+	$(VENVS)/stack/bin/mypy -p genstack.core -p genstack.tts -p genstack.uploader -p genstack.xtts -p genstack.gateway -p genstack.testing
 
 unit-%:
 	@echo "== tests of $* in $(VENVS)/$*"

@@ -51,7 +51,9 @@ from genstack.testing.process import ServiceProcess, console_script
 from genstack.testing.speech_backend import SpeechBackend
 
 API_KEY = "bench-key-0123456789abcdef"
-JOB_BODY = json.dumps({"type": "tts", "params": {"input": "Hello from the benchmark."}})
+JOB_BODY = json.dumps(
+    {"type": "tts", "params": {"input": "Hello from the benchmark.", "voice": "alice"}}
+)
 SPEECH_BODY = json.dumps({"model": "xtts", "input": "Hello there.", "voice": "alice"})
 
 

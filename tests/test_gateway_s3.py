@@ -61,7 +61,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iter
 
 def test_artifact_urls_are_presigned_bucket_urls(stack: S3Stack) -> None:
     with httpx.Client(base_url=stack.gateway.url, headers=stack.gateway.headers) as http:
-        job = http.post("/v1/jobs", json={"type": "tts", "params": {"input": "to R2"}}).json()
+        job = http.post(
+            "/v1/jobs", json={"type": "tts", "params": {"input": "to R2", "voice": "alice"}}
+        ).json()
         with http.stream("GET", f"/v1/jobs/{job['id']}/events") as response:
             assert list(read_sse(response))[-1].json()["status"] == "succeeded"
         (artifact,) = http.get(f"/v1/jobs/{job['id']}").json()["artifacts"]

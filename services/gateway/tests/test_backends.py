@@ -65,8 +65,6 @@ def test_a_backend_is_config_plus_a_module_by_dotted_path() -> None:
         "steps": 3,
         "sleep_s": 0.0,
         "files": 1,
-        "fail_code": None,
-        "fail_message": None,
     }
 
 
@@ -94,21 +92,30 @@ def test_bad_backend_configs_are_refused(backends: dict[str, Any], message: str)
 def test_params_models_fill_defaults_and_refuse_bad_values() -> None:
     registry = build_registry(settings())
     xtts = registry.backends["xtts"]
-    params = xtts.validate_params(JobType.TTS, {"input": "hello", "language": "de"})
+    params = xtts.validate_params(JobType.TTS, {"input": "hello", "voice": "a", "language": "DE"})
     assert params == {
         "input": "hello",
-        "voice": "default",
-        "response_format": "wav",
+        "voice": "a",
+        "response_format": "mp3",
         "speed": 1.0,
         "language": "de",
     }
+    assert (
+        xtts.validate_params(JobType.TTS, {"input": "x", "voice": "a", "language": "zh"})[
+            "language"
+        ]
+        == "zh-cn"
+    )
+    assert xtts.validate_params(JobType.TTS, {"input": "x", "voice": {"id": "b"}})["voice"] == "b"
     for bad in (
-        {"input": ""},
+        {"input": "", "voice": "a"},
+        {"input": "x"},
         {"input": "x", "voice": "../../etc/passwd"},
         {"input": "x", "voice": "a/b"},
-        {"input": "x", "language": "xx"},
-        {"input": "x", "speed": 9},
-        {"input": "x", "unknown": 1},
+        {"input": "x", "voice": {"id": "../a"}},
+        {"input": "x", "voice": "a", "language": "xx"},
+        {"input": "x", "voice": "a", "speed": 9},
+        {"input": "x", "voice": "a", "unknown": 1},
     ):
         with pytest.raises(ValidationError):
             xtts.validate_params(JobType.TTS, bad)
@@ -122,4 +129,16 @@ def test_params_models_fill_defaults_and_refuse_bad_values() -> None:
         with pytest.raises(ValidationError):
             comfy.validate_params(JobType.WORKFLOW, {"workflow": graph})
     chatterbox = registry.backends["chatterbox"]
-    assert chatterbox.validate_params(JobType.TTS, {"input": "x"})["exaggeration"] == 0.5
+    # Unset engine fields stay unset: the backend's own defaults apply.
+    assert chatterbox.validate_params(JobType.TTS, {"input": "x", "voice": "a"}) == {
+        "input": "x",
+        "voice": "a",
+        "response_format": "mp3",
+        "speed": 1.0,
+    }
+    assert (
+        chatterbox.validate_params(JobType.TTS, {"input": "x", "voice": "a", "exaggeration": 0.7})[
+            "exaggeration"
+        ]
+        == 0.7
+    )

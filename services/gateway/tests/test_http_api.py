@@ -73,7 +73,7 @@ def assert_openai_error(
 
 
 def tts(text: str = "hello", **extra: Any) -> dict[str, Any]:
-    return {"type": "tts", "params": {"input": text}, **extra}
+    return {"type": "tts", "params": {"input": text, "voice": "alice"}, **extra}
 
 
 # auth ---------------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ def test_body_size_limits(http: httpx.Client) -> None:
 
     # Without Content-Length (chunked), the limit holds while the body streams in.
     def chunks() -> Iterator[bytes]:
-        yield b'{"type": "tts", "params": {"input": "'
+        yield b'{"type": "tts", "params": {"voice": "alice", "input": "'
         for _ in range(JOB_LIMIT // 1024 + 1):
             yield b"x" * 1024
         yield b'"}}'
@@ -167,9 +167,13 @@ def test_body_size_limits(http: httpx.Client) -> None:
         ("[1, 2]", None, "object"),
         ('{"type": "sing"}', "type", "type"),
         ('{"type": "tts", "params": "hello"}', "params", "params"),
-        ('{"type": "tts", "params": {"input": 5}}', "params.input", "params.input"),
-        ('{"type": "tts", "params": {}}', "params.input", "Field required"),
-        ('{"type": "tts", "params": {"input": "x", "speed": "fast"}}', "params.speed", "speed"),
+        ('{"type": "tts", "params": {"input": 5, "voice": "a"}}', "params.input", "params.input"),
+        ('{"type": "tts", "params": {"voice": "a"}}', "params.input", "Field required"),
+        (
+            '{"type": "tts", "params": {"input": "x", "voice": "a", "speed": "x"}}',
+            "params.speed",
+            "speed",
+        ),
         ('{"type": "tts", "params": {"input": "x", "voice": "../x"}}', "params.voice", "plain"),
         ('{"type": "tts", "backend": "comfyui", "params": {}}', "type", "does not take tts"),
         ('{"type": "tts", "backend": "nope", "params": {}}', "backend", "unknown backend"),
@@ -212,7 +216,8 @@ def test_submit_read_and_list(http: httpx.Client, module_redis: RedisServer) -> 
     job = created.json()
     assert created.headers["location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued" and job["backend"] == "chatterbox" and job["type"] == "tts"
-    assert job["params"]["exaggeration"] == 0.5  # the backend's defaults are filled in
+    assert job["params"]["response_format"] == "mp3"  # the params model's defaults filled in
+    assert "exaggeration" not in job["params"]  # unset engine fields: the engine's defaults
     assert http.get(f"/v1/jobs/{job['id']}").json() == job
     # The job's Celery message waits in the backend's queue, its task id the job id.
     redis = connect(module_redis.url)

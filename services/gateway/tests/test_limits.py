@@ -12,7 +12,7 @@ from genstack.testing.redis_server import RedisServer
 from genstack.testing.sse import read_sse
 from genstack.testing.stack import start_gateway
 
-TTS = {"type": "tts", "params": {"input": "hi"}}
+TTS = {"type": "tts", "params": {"input": "hi", "voice": "alice"}}
 
 
 def test_full_queue_answers_429_with_retry_after(

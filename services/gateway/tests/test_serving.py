@@ -70,7 +70,9 @@ def test_several_worker_processes(module_redis: RedisServer, module_dir: Path) -
     try:
         with httpx.Client(base_url=gateway.url, headers=gateway.headers) as http:
             for _ in range(6):
-                response = http.post("/v1/jobs", json={"type": "tts", "params": {"input": "x"}})
+                response = http.post(
+                    "/v1/jobs", json={"type": "tts", "params": {"input": "x", "voice": "a"}}
+                )
                 assert response.status_code == 201
         log = gateway.process.logs()
         assert '"msg": "gateway ready"' in log  # each process logs in the configured format

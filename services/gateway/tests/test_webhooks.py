@@ -68,7 +68,7 @@ def module_gateway_stopped(
 
 
 def cancelled_job(gateway: RunningGateway, webhook_url: str) -> dict[str, Any]:
-    body = {"type": "tts", "params": {"input": "hi"}, "webhook_url": webhook_url}
+    body = {"type": "tts", "params": {"input": "hi", "voice": "alice"}, "webhook_url": webhook_url}
     created = httpx.post(f"{gateway.url}/v1/jobs", json=body, headers=gateway.headers)
     assert created.status_code == 201, created.text
     job = created.json()
@@ -184,7 +184,11 @@ def survived(redis_url: str, module_dir: Path, receiver: Receiver) -> None:
 def test_webhooks_need_a_secret(module_redis: RedisServer, module_dir: Path) -> None:
     gateway = start_gateway(module_redis.url, module_dir, name="gw-nosecret")
     try:
-        body = {"type": "tts", "params": {"input": "x"}, "webhook_url": "https://8.8.8.8/h"}
+        body = {
+            "type": "tts",
+            "params": {"input": "x", "voice": "a"},
+            "webhook_url": "https://8.8.8.8/h",
+        }
         response = httpx.post(f"{gateway.url}/v1/jobs", json=body, headers=gateway.headers)
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "webhooks_disabled"

@@ -42,10 +42,11 @@ class Backend:
         return frozenset(self.params)
 
     def validate_params(self, job_type: JobType, params: Any) -> dict[str, Any]:
-        """The params as the worker will get them (defaults filled in); raises
+        """The params as the worker will get them (the gateway's defaults filled in, unset
+        optional fields left out, so the backend's own defaults apply); raises
         pydantic.ValidationError, or KeyError if the backend does not take ``job_type``."""
         model = self.params[job_type]
-        return model.model_validate(params).model_dump(mode="json")
+        return model.model_validate(params).model_dump(mode="json", exclude_none=True)
 
 
 @dataclass(frozen=True)

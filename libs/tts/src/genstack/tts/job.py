@@ -1,0 +1,161 @@
+"""The `tts` job handler every TTS worker shares (``genstack-xtts worker``, ...).
+
+A job's text is sent to the model server part by part (a few sentences each) as raw PCM, and
+the parts are encoded into one file of the requested format in the job's output folder. Parts
+keep progress current, let the worker stop within a chunk when the job is cancelled (closing
+the response stops the server's synthesis), and let interactive requests take the model
+between two parts of a long job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from genstack.core.worker import JobContext, JobFailedError
+from genstack.tts.audio import FORMATS, PCM_RATE, Encoder, ResponseFormat
+from genstack.tts.text import split_sentences
+
+log = logging.getLogger(__name__)
+
+PART_CHARS = 400
+MAX_JOB_CHARS = 500_000
+
+
+class SpeechJobParams(BaseModel):
+    """A `tts` job's params: /v1/audio/speech's body (``text`` is accepted for ``input``);
+    engine fields are passed on to the server as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input: str = Field(
+        min_length=1, max_length=MAX_JOB_CHARS, validation_alias=AliasChoices("input", "text")
+    )
+    voice: str | dict[str, str]
+    response_format: ResponseFormat = "mp3"
+    model: str | None = None
+
+
+def split_parts(text: str, max_chars: int = PART_CHARS) -> list[str]:
+    """Consecutive sentences packed into parts of at most ``max_chars``."""
+    parts: list[str] = []
+    for sentence in split_sentences(text, max_chars):
+        if parts and len(parts[-1]) + 1 + len(sentence) <= max_chars:
+            parts[-1] = f"{parts[-1]} {sentence}"
+        else:
+            parts.append(sentence)
+    return parts
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    try:
+        error = response.json()["error"]
+        return str(error.get("code") or "backend_error"), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        return "backend_error", f"HTTP {response.status_code}"
+
+
+class SpeechJobHandler:
+    """Callable JobHandler posting each part to ``{server_url}/v1/audio/speech``."""
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        api_key: str | None = None,
+        read_timeout_s: float = 300.0,
+        busy_retry_s: float = 600.0,
+    ) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.api_key = api_key
+        self.busy_retry_s = busy_retry_s
+        self.timeout = httpx.Timeout(10.0, read=read_timeout_s)
+
+    def _client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return httpx.Client(timeout=self.timeout, headers=headers, trust_env=False)
+
+    def __call__(self, ctx: JobContext) -> list[Path]:
+        try:
+            params = SpeechJobParams.model_validate(ctx.params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            raise JobFailedError("invalid_params", f"{where}: {first.get('msg')}") from None
+        parts = split_parts(params.input)
+        if not parts:
+            raise JobFailedError("invalid_params", "input: the text is empty")
+        forwarded = {k: v for k, v in (params.model_extra or {}).items() if k != "stream_format"}
+        body: dict[str, Any] = {**forwarded, "voice": params.voice, "response_format": "pcm"}
+        if params.model is not None:
+            body["model"] = params.model
+        encoder = Encoder(params.response_format, PCM_RATE, streaming=False)
+        try:
+            with self._client() as client:
+                for index, part in enumerate(parts):
+                    ctx.check_cancelled()
+                    for pcm in self._part(client, ctx, {**body, "input": part}):
+                        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+                        encoder.encode(samples)
+                    ctx.progress((index + 1) / len(parts), f"part {index + 1} of {len(parts)}")
+            data = encoder.finish()
+        finally:
+            encoder.close()
+        path = ctx.output_dir / f"speech.{FORMATS[params.response_format].extension}"
+        path.write_bytes(data)
+        return [path]
+
+    def _part(self, client: httpx.Client, ctx: JobContext, body: dict[str, Any]) -> Iterator[bytes]:
+        """The PCM of one part, chunk by chunk (whole 16-bit samples); waits out a busy
+        server (503 + Retry-After) up to busy_retry_s, checking for cancel meanwhile."""
+        deadline = time.monotonic() + self.busy_retry_s
+        url = f"{self.server_url}/v1/audio/speech"
+        while True:
+            try:
+                with client.stream("POST", url, json=body) as response:
+                    if response.status_code == 503 and time.monotonic() < deadline:
+                        wait = float(response.headers.get("retry-after", "2") or 2)
+                        self._sleep(ctx, min(max(wait, 0.5), 30.0))
+                        continue
+                    if response.status_code != 200:
+                        response.read()
+                        self._raise_for(response)
+                    carry = b""
+                    for chunk in response.iter_raw():
+                        # Cancelled (or this worker lost the job's lease): raising here
+                        # leaves the block, which closes the connection: the server stops.
+                        ctx.check_cancelled()
+                        data = carry + chunk
+                        whole = len(data) - len(data) % 2
+                        carry = data[whole:]
+                        if whole:
+                            yield data[:whole]
+                    return
+            except httpx.TransportError as exc:
+                raise JobFailedError(
+                    "backend_unavailable", f"TTS server unreachable: {exc}", retryable=True
+                ) from exc
+
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
+        code, message = _error_of(response)
+        status = response.status_code
+        if status in (502, 503, 504):
+            raise JobFailedError(code, message, retryable=True)
+        if 400 <= status < 500:
+            raise JobFailedError(code, message)
+        raise JobFailedError("backend_error", f"TTS server error ({status}): {message}")
+
+    @staticmethod
+    def _sleep(ctx: JobContext, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ctx.check_cancelled()
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))

@@ -1,0 +1,136 @@
+"""`genstack-xtts worker` as a real Celery worker process: Redis queue tts.xtts -> the XTTS
+server over HTTP -> a file in OUTPUT_DIR/<job-id>/ -> handed to this host's uploader queue.
+(The uploader itself finishes the job; tests/test_tts_jobs.py runs the whole chain.)"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from xtts_helpers import XttsServer, probe
+
+from genstack.core.celery_app import create_celery_app
+from genstack.core.jobs import Job, JobStatus, JobType
+from genstack.core.jobstore import JobStore
+from genstack.core.redis_client import connect
+from genstack.core.worker import dispatch_job
+from genstack.testing.plugin import StartServiceProcess
+from genstack.testing.process import ServiceProcess, console_script
+
+NODE = "xtts-test-node"
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+class Rig:
+    def __init__(self, redis_url: str, outputs: Path, worker: ServiceProcess) -> None:
+        self.store = JobStore(connect(redis_url), ttl_s=600)
+        self.celery = create_celery_app("test-gateway", redis_url)
+        self.outputs = outputs
+        self.worker = worker
+
+    def submit(self, **params: object) -> Job:
+        job = self.store.create(Job(type=JobType.TTS, backend="xtts", params=params))
+        dispatch_job(self.celery, job.id, "tts.xtts")
+        return job
+
+    def status(self, job_id: str) -> JobStatus:
+        return self.store.require(job_id).status
+
+
+@pytest.fixture
+def rig(
+    redis_url: str, tmp_path: Path, xtts: XttsServer, service_process: StartServiceProcess
+) -> Rig:
+    outputs = tmp_path / "outputs"
+    worker = service_process(
+        [console_script("genstack-xtts"), "worker"],
+        env={
+            "REDIS_URL": redis_url,
+            "NODE_ID": NODE,
+            "OUTPUT_DIR": str(outputs),
+            "XTTS_URL": xtts.url,
+            "LOG_FORMAT": "text",
+            "CELERY_SOFT_SHUTDOWN_S": "2",
+        },
+        name="xtts-worker",
+        cwd=tmp_path,
+    )
+    worker.wait_ready()
+    return Rig(redis_url, outputs, worker)
+
+
+def test_a_job_becomes_a_file_handed_to_the_uploader(rig: Rig) -> None:
+    text = " ".join(f"Sentence {i} of the job." for i in range(20))  # two parts
+    job = rig.submit(input=text, voice="Ana Florence", response_format="mp3", seed=4)
+    wait_for(lambda: rig.status(job.id) == JobStatus.UPLOADING, 300, "the job to be handed over")
+    done = rig.store.require(job.id)
+    assert done.progress == 1.0
+    path = rig.outputs / job.id / "speech.mp3"
+    audio = probe(path.read_bytes())
+    assert audio.codec == "mp3float"
+    assert audio.duration_s > 1.0
+    messages = [e.data.get("message") for e in rig.store.events(job.id) if e.type == "progress"]
+    assert len(messages) >= 2 and messages[-1].startswith("part ")
+    queued = rig.store.redis.lrange(f"upload.{NODE}", 0, -1)
+    assert any(str(path.resolve()) in item for item in queued)
+
+
+def test_text_as_an_alias_and_every_format(rig: Rig) -> None:
+    jobs = {
+        fmt: rig.submit(text="Short one.", voice="Claribel Dervla", response_format=fmt)
+        for fmt in ("wav", "flac", "opus", "aac")
+    }
+    for fmt, job in jobs.items():
+        wait_for(lambda job=job: rig.status(job.id) == JobStatus.UPLOADING, 300, f"{fmt} job")
+        extension = "opus" if fmt == "opus" else fmt
+        assert probe((rig.outputs / job.id / f"speech.{extension}").read_bytes()).duration_s > 0
+
+
+def test_a_cancelled_job_stops_the_synthesis_and_ends_cancelled(rig: Rig, xtts: XttsServer) -> None:
+    text = " ".join(f"This is sentence number {i} of a long job." for i in range(200))
+    cancelled_before = cancelled_syntheses(xtts)
+    job = rig.submit(input=text, voice="Ana Florence", response_format="wav")
+    wait_for(lambda: rig.status(job.id) == JobStatus.RUNNING, 120, "the job to start")
+    time.sleep(1.0)  # inside the first part: the worker is reading the server's stream
+    rig.store.request_cancel(job.id)
+    wait_for(lambda: rig.status(job.id) == JobStatus.CANCELLED, 60, "the job to be cancelled")
+    assert not (rig.outputs / job.id).exists()
+    assert rig.store.redis.llen(f"upload.{NODE}") == 0
+    # The worker closed its request, so the server stopped that synthesis mid-part.
+    wait_for(lambda: cancelled_syntheses(xtts) == cancelled_before + 1, 30, "the server to stop")
+
+
+def cancelled_syntheses(server: XttsServer) -> float:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith("genstack_tts_cancelled_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"voice": "Ana Florence"}, "invalid_params"),
+        ({"input": "Hi.", "voice": "nobody"}, "voice_not_found"),
+        ({"input": "Hi.", "voice": "../../etc/passwd"}, "invalid_voice"),
+        ({"input": "Hi.", "voice": "Ana Florence", "response_format": "ogg"}, "invalid_params"),
+        ({"input": "Hi.", "voice": "Ana Florence", "speed": 10}, "invalid_value"),
+    ],
+)
+def test_bad_jobs_fail_with_a_clear_code(rig: Rig, params: dict[str, object], code: str) -> None:
+    job = rig.submit(**params)
+    wait_for(lambda: rig.status(job.id) == JobStatus.FAILED, 120, "the job to fail")
+    error = rig.store.require(job.id).error
+    assert error is not None
+    assert error.code == code, error
+    assert error.message

@@ -1,0 +1,143 @@
+"""The gateway in front of the real TTS services: genstack.tts's model server (its weightless
+tone engine, `genstack-tts-tone serve`) as the xtts backend, `genstack-xtts worker` running
+tts jobs against it, and the uploader. The official openai client speaks through the
+gateway; a tts job goes from POST /v1/jobs to a playable artifact."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import httpx
+import openai
+import pytest
+
+from genstack.testing.ports import free_port
+from genstack.testing.process import ServiceProcess, console_script
+from genstack.testing.redis_server import RedisServer
+from genstack.testing.sse import read_sse
+from genstack.testing.stack import RunningGateway, start_gateway, start_uploader
+
+
+@dataclass
+class TtsStack:
+    gateway: RunningGateway
+    tone_url: str
+
+
+def decoded_seconds(data: bytes) -> float:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return float(samples / stream.codec_context.sample_rate)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TtsStack]:
+    root = tmp_path_factory.mktemp("tts-stack")
+    redis = RedisServer(root / "redis")
+    redis.start()
+    started: list[Any] = []
+    try:
+        port = free_port()
+        tone = ServiceProcess(
+            [console_script("genstack-tts-tone"), "serve", "--port", str(port)],
+            env={"TTS_VOICES_DIR": str(root / "voices"), "LOG_FORMAT": "text"},
+            log_path=root / "tone.log",
+            ready_url=f"http://127.0.0.1:{port}/readyz",
+            cwd=root,
+        )
+        started.append(tone)
+        tone_url = f"http://127.0.0.1:{port}"
+        common = {"REDIS_URL": redis.url, "NODE_ID": "test-node", "LOG_FORMAT": "text"}
+        worker = ServiceProcess(
+            [console_script("genstack-xtts"), "worker"],
+            env={**common, "XTTS_URL": tone_url, "OUTPUT_DIR": str(root / "outputs")},
+            log_path=root / "xtts-worker.log",
+            cwd=root,
+        )
+        started.append(worker)
+        started.append(start_uploader(redis.url, root))
+        tone.wait_ready(120)
+        worker.wait_ready()
+        gateway = start_gateway(redis.url, root, env={"XTTS_URL": tone_url})
+        started.append(gateway)
+        yield TtsStack(gateway, tone_url)
+    finally:
+        for process in reversed(started):
+            process.stop()
+        redis.close()
+
+
+def first_voice(stack: TtsStack) -> str:
+    listing = httpx.get(
+        f"{stack.gateway.url}/v1/audio/voices", headers=stack.gateway.headers
+    ).json()
+    xtts = [v["id"] for v in listing["data"] if v["backend"] == "xtts"]
+    assert xtts, listing
+    return str(xtts[0])
+
+
+def test_voices_come_from_the_real_server(stack: TtsStack) -> None:
+    direct = httpx.get(f"{stack.tone_url}/v1/audio/voices").json()
+    listing = httpx.get(
+        f"{stack.gateway.url}/v1/audio/voices", headers=stack.gateway.headers
+    ).json()
+    assert sorted(v["id"] for v in listing["data"] if v["backend"] == "xtts") == sorted(
+        v["id"] for v in direct["data"]
+    )
+    status = {b["name"]: b for b in listing["backends"]}
+    assert status["xtts"]["ready"] is True
+
+
+def test_openai_speech_through_the_gateway(stack: TtsStack) -> None:
+    client = openai.OpenAI(
+        base_url=f"{stack.gateway.url}/v1", api_key=stack.gateway.api_key, max_retries=0
+    )
+    voice = first_voice(stack)
+    audio = client.audio.speech.create(
+        model="tts-1", voice=voice, input="Hello through the gateway.", response_format="wav"
+    )
+    assert audio.response.headers["content-type"].startswith("audio/")
+    assert decoded_seconds(audio.content) > 0.3
+    chunks = []
+    # (The tone server answers OpenAI's model names, not "xtts"; the body reaches it as sent.)
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1-hd",
+        voice=voice,
+        input="One sentence. And another one, streamed as it is made.",
+        response_format="mp3",
+    ) as response:
+        chunks = list(response.iter_bytes(chunk_size=None))
+    assert decoded_seconds(b"".join(chunks)) > 0.3
+    # The server's own errors come back as they are.
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.audio.speech.create(model="tts-1", voice="no-such-voice", input="hi")
+    assert 400 <= caught.value.status_code < 500
+
+
+def test_a_tts_job_ends_with_a_playable_artifact(stack: TtsStack) -> None:
+    voice = first_voice(stack)
+    with httpx.Client(
+        base_url=stack.gateway.url, headers=stack.gateway.headers, timeout=60
+    ) as http:
+        body = {
+            "type": "tts",
+            "params": {"input": "A job. Two sentences.", "voice": voice, "response_format": "mp3"},
+        }
+        job = http.post("/v1/jobs", json=body).json()
+        with http.stream("GET", f"/v1/jobs/{job['id']}/events") as response:
+            events = list(read_sse(response))
+        statuses = [e.json()["status"] for e in events if e.event == "status"]
+        assert statuses == ["queued", "running", "uploading", "succeeded"], json.dumps(
+            [e.json() for e in events]
+        )
+        (artifact,) = http.get(f"/v1/jobs/{job['id']}").json()["artifacts"]
+    assert artifact["key"].endswith(f"/{job['id']}/speech.mp3")
+    audio = httpx.get(artifact["url"]).content
+    assert len(audio) == artifact["bytes"]
+    assert decoded_seconds(audio) > 0.3

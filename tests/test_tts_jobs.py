@@ -1,0 +1,158 @@
+"""A `tts` job across real processes: Redis queue tts.xtts -> `genstack-xtts worker` -> the
+XTTS server (tiny checkpoint) -> OUTPUT_DIR -> `genstack-uploader run` -> S3 (moto server),
+ending `succeeded` with a playable artifact; a cancelled job ends `cancelled`.
+
+The gateway's part (POST /v1/jobs writing the record and dispatching) is played here by the
+same two calls it makes: JobStore.create and dispatch_job."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import pytest
+
+from genstack.core.celery_app import create_celery_app
+from genstack.core.jobs import Job, JobStatus, JobType
+from genstack.core.jobstore import JobStore
+from genstack.core.redis_client import connect
+from genstack.core.worker import dispatch_job
+from genstack.testing.plugin import StartServiceProcess
+from genstack.testing.ports import free_port
+from genstack.testing.process import console_script
+from genstack.testing.redis_server import RedisServer
+from genstack.testing.s3_server import S3Server
+from genstack.xtts.tiny import build_tiny_checkpoint
+
+NODE = "tts-e2e"
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def duration_s(data: bytes) -> float:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return samples / stream.codec_context.sample_rate
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("xtts") / "model")
+
+
+@dataclass
+class Stack:
+    store: JobStore
+    s3: S3Server
+    bucket: str
+    redis_url: str
+
+    def submit(self, **params: object) -> Job:
+        job = self.store.create(Job(type=JobType.TTS, backend="xtts", params=params))
+        dispatch_job(create_celery_app("gateway", self.redis_url), job.id, "tts.xtts")
+        return job
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path,
+    tiny_checkpoint: Path,
+    redis_server: RedisServer,
+    s3_server: S3Server,
+    s3_bucket: str,
+    service_process: StartServiceProcess,
+) -> Stack:
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    common = {
+        "REDIS_URL": redis_server.url,
+        "NODE_ID": NODE,
+        "OUTPUT_DIR": str(outputs),
+        "LOG_FORMAT": "text",
+        "CELERY_SOFT_SHUTDOWN_S": "2",
+    }
+    xtts_port, uploader_port = free_port(), free_port()
+    server = service_process(
+        [console_script("genstack-xtts"), "serve"],
+        env={
+            **common,
+            "XTTS_HOST": "127.0.0.1",
+            "XTTS_PORT": str(xtts_port),
+            "XTTS_MODEL_DIR": str(tiny_checkpoint),
+            "XTTS_DEVICE": "cpu",
+            "TTS_VOICES_DIR": str(tmp_path / "voices"),
+        },
+        ready_url=f"http://127.0.0.1:{xtts_port}/readyz",
+        name="xtts",
+        cwd=tmp_path,
+    )
+    worker = service_process(
+        [console_script("genstack-xtts"), "worker"],
+        env={**common, "XTTS_URL": f"http://127.0.0.1:{xtts_port}"},
+        name="xtts-worker",
+        cwd=tmp_path,
+    )
+    uploader = service_process(
+        [console_script("genstack-uploader"), "run"],
+        env={
+            **common,
+            "STORAGE_DIR": str(tmp_path / "unused-local-storage"),
+            "R2_ENDPOINT": s3_server.endpoint_url,
+            "R2_BUCKET": s3_bucket,
+            "R2_ACCESS_KEY_ID": s3_server.access_key,
+            "R2_SECRET_ACCESS_KEY": s3_server.secret_key,
+            "UPLOAD_METRICS_HOST": "127.0.0.1",
+            "UPLOAD_METRICS_PORT": str(uploader_port),
+        },
+        ready_url=f"http://127.0.0.1:{uploader_port}/readyz",
+        name="uploader",
+        cwd=tmp_path,
+    )
+    uploader.wait_ready(timeout=60)
+    worker.wait_ready()
+    server.wait_ready(timeout=300)
+    store = JobStore(connect(redis_server.url), ttl_s=600)
+    return Stack(store=store, s3=s3_server, bucket=s3_bucket, redis_url=redis_server.url)
+
+
+def test_a_tts_job_ends_succeeded_with_a_playable_artifact_in_the_bucket(stack: Stack) -> None:
+    job = stack.submit(
+        input="The stack works. Speech goes to the bucket.",
+        voice="Claribel Dervla",
+        response_format="mp3",
+        seed=1,
+    )
+    wait_for(lambda: stack.store.require(job.id).status.terminal, 300, "the job to finish")
+    done = stack.store.require(job.id)
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    assert done.progress == 1.0
+    [artifact] = done.artifacts
+    date = job.created_at.strftime("%Y-%m-%d")
+    assert artifact.key == f"outputs/{date}/{job.id}/speech.mp3"
+    body = stack.s3.client().get_object(Bucket=stack.bucket, Key=artifact.key)["Body"].read()
+    assert len(body) == artifact.bytes
+    assert duration_s(body) > 0.1
+    statuses = [e.data["status"] for e in stack.store.events(job.id) if e.type == "status"]
+    assert statuses == ["queued", "running", "uploading", "succeeded"]
+
+
+def test_a_cancelled_tts_job_ends_cancelled_with_nothing_uploaded(stack: Stack) -> None:
+    text = " ".join(f"Sentence {i} keeps the model busy for a while." for i in range(150))
+    job = stack.submit(input=text, voice="Ana Florence", response_format="flac")
+    wait_for(lambda: stack.store.require(job.id).status == JobStatus.RUNNING, 120, "the job to run")
+    stack.store.request_cancel(job.id)
+    wait_for(lambda: stack.store.require(job.id).status.terminal, 60, "the job to stop")
+    assert stack.store.require(job.id).status == JobStatus.CANCELLED
+    listed = stack.s3.client().list_objects_v2(Bucket=stack.bucket)
+    assert listed.get("KeyCount", 0) == 0
