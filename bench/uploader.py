@@ -366,6 +366,45 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def latency_table(bench: Bench, count: int, interval: float, results: dict[str, object]) -> None:
+    print(f"latency: {count} x 1 MiB, one every {interval} s", flush=True)
+    rows = []
+    for name, run in (("genstack-uploader", "genstack"), ("seed r2_sync.sh", "seed")):
+        values, lost = bench.latency(count, interval, run)
+        rows.append((name, statistics.median(values) * 1000, percentile(values, 0.95) * 1000, lost))
+    print("\n| close -> visible (1 MiB) | p50 ms | p95 ms | not visible after 300 s |")
+    print("|---|---:|---:|---:|")
+    for name, p50, p95, lost in rows:
+        print(f"| {name} | {p50:.0f} | {p95:.0f} | {lost} |")
+    p50_ratio, p95_ratio = rows[1][1] / rows[0][1], rows[1][2] / rows[0][2]
+    print(f"| ratio (seed / genstack) | {p50_ratio:.1f}x | {p95_ratio:.1f}x | |")
+    results["latency"] = {
+        name: {"p50_ms": p50, "p95_ms": p95, "not_visible": lost} for name, p50, p95, lost in rows
+    }
+
+
+def throughput_table(
+    bench: Bench, big: int, big_mib: int, small: int, results: dict[str, object]
+) -> None:
+    print(f"\nthroughput: {big} x {big_mib} MiB + {small} x 1 MiB", flush=True)
+    source = bench.make_dataset(big, big_mib, small)
+    table = [("genstack-uploader (defaults)", *bench.throughput_genstack(source))]
+    for transfers, chunk in () if os.environ.get("BENCH_NO_RCLONE") else ((4, 16), (8, 64)):
+        name = f"rclone copy --transfers {transfers} --s3-chunk-size {chunk}M"
+        table.append((name, *bench.throughput_rclone(source, transfers, chunk)))
+    print("\n| upload set | seconds | MB/s | CPU s per GB |\n|---|---:|---:|---:|")
+    for name, elapsed, cpu, total in table:
+        rate, per_gb = total / elapsed / 1e6, cpu / (total / 1e9)
+        print(f"| {name} | {elapsed:.1f} | {rate:.0f} | {per_gb:.2f} |")
+    ours = table[0][3] / table[0][1]
+    best_rclone = max((total / elapsed for _, elapsed, _, total in table[1:]), default=ours)
+    print(f"| ratio genstack / best rclone | | {ours / best_rclone:.2f}x | |")
+    results["throughput"] = [
+        {"name": n, "seconds": e, "mb_s": t / e / 1e6, "cpu_s_per_gb": c / (t / 1e9)}
+        for n, e, c, t in table
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -378,6 +417,7 @@ def main() -> int:
         help="seconds between latency files (the baseline's uploads pile up below ~2 s)",
     )
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
     count = 40 if args.quick else 200
     big, big_mib, small = (4, 64, 40) if args.quick else (4, 512, 200)
@@ -385,51 +425,10 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     results: dict[str, object] = {"files": count, "interval_s": args.interval}
     with tempfile.TemporaryDirectory(prefix="bench-uploader-") as tmp, Bench(Path(tmp)) as bench:
-        print(f"latency: {count} x 1 MiB, one every {args.interval} s", flush=True)
-        ours = bench.latency(count, args.interval, "genstack")
-        seed = bench.latency(count, args.interval, "seed")
-        rows = []
-        for name, (values, lost) in (("genstack-uploader", ours), ("seed r2_sync.sh", seed)):
-            p50, p95 = statistics.median(values) * 1000, percentile(values, 0.95) * 1000
-            rows.append((name, p50, p95, lost))
-        ratio = rows[1][1] / rows[0][1]
-        print("\n| close -> visible (1 MiB) | p50 ms | p95 ms | not visible after 300 s |")
-        print("|---|---:|---:|---:|")
-        for name, p50, p95, lost in rows:
-            print(f"| {name} | {p50:.0f} | {p95:.0f} | {lost} |")
-        print(f"| ratio (seed / genstack) | {ratio:.1f}x | {rows[1][2] / rows[0][2]:.1f}x | |")
-        results["latency"] = {
-            name: {"p50_ms": p50, "p95_ms": p95, "not_visible": lost}
-            for name, p50, p95, lost in rows
-        }
-
+        if not args.skip_latency:
+            latency_table(bench, count, args.interval, results)
         if not args.skip_throughput:
-            print(f"\nthroughput: {big} x {big_mib} MiB + {small} x 1 MiB", flush=True)
-            source = bench.make_dataset(big, big_mib, small)
-            table = []
-            elapsed, cpu, total = bench.throughput_genstack(source)
-            table.append(("genstack-uploader (defaults)", elapsed, cpu, total))
-            for transfers, chunk in ((4, 16), (8, 64)):
-                elapsed, cpu, total = bench.throughput_rclone(source, transfers, chunk)
-                table.append(
-                    (
-                        f"rclone copy --transfers {transfers} --s3-chunk-size {chunk}M",
-                        elapsed,
-                        cpu,
-                        total,
-                    )
-                )
-            print("\n| upload set | seconds | MB/s | CPU s per GB |\n|---|---:|---:|---:|")
-            best_rclone = max((total / e for _, e, _, total in table[1:]))
-            for name, elapsed, cpu, total in table:
-                rate, per_gb = total / elapsed / 1e6, cpu / (total / 1e9)
-                print(f"| {name} | {elapsed:.1f} | {rate:.0f} | {per_gb:.2f} |")
-            ours_rate = table[0][3] / table[0][1]
-            print(f"| ratio genstack / best rclone | | {ours_rate / best_rclone:.2f}x | |")
-            results["throughput"] = [
-                {"name": n, "seconds": e, "mb_s": t / e / 1e6, "cpu_s_per_gb": c / (t / 1e9)}
-                for n, e, c, t in table
-            ]
+            throughput_table(bench, big, big_mib, small, results)
     (RESULTS / "uploader.json").write_text(json.dumps(results, indent=2))
     return 0
 

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
@@ -246,7 +246,10 @@ class S3Storage:
             try:
                 for number, offset, length in self._ranges(size):
                     if len(pending) >= self.concurrency:
-                        finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                        # The next part starts as soon as any one is done (a failed one
+                        # raises here): waiting for the whole batch would let one slow
+                        # part idle every other connection.
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for future in finished:
                             results.append(future.result())
                     pending.add(pool.submit(send, number, offset, length))
