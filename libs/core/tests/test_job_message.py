@@ -72,11 +72,13 @@ def test_a_real_worker_runs_a_pushed_job_message(redis_url: str, tmp_path: Path)
     try:
         job = store.create(Job(type=JobType.TTS, backend="xtts", params={"input": "hi"}))
         redis.lpush("q.pushed", job_message(app, job.id, "q.pushed"))
+        # It runs the job and hands its file to this node's uploader queue (none runs here);
+        # the job is `uploading` an instant before the hand-over lands.
         deadline = time.monotonic() + 30
-        while store.require(job.id).status not in (JobStatus.UPLOADING, JobStatus.SUCCEEDED):
+        while not redis.llen("upload.test-node"):
             assert time.monotonic() < deadline, worker.log_tail()
             time.sleep(0.1)
-        # It ran and handed its file to this node's uploader queue (none runs here).
+        assert store.require(job.id).status == JobStatus.UPLOADING
         assert redis.llen("upload.test-node") == 1
         assert (tmp_path / "outputs" / job.id / "speech-0.wav").is_file()
     finally:
