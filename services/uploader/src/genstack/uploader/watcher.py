@@ -3,9 +3,10 @@
 Two sources, because either alone loses files:
 - inotify (through watchdog): ``close_write`` and ``moved_to`` mark a file complete; after a
   short quiet time (any further write restarts it) the file is queued. Fast: tens of ms.
-  A file moved in from outside the watched folders arrives as a bare ``create`` (inotify has
-  no source to pair the move with); such a file is queued once it has been still for
-  UPLOAD_STABLE_S, unless its ``close_write`` comes first.
+  A file moved in from outside the watched folders is a ``moved_to`` with no source (inotify
+  has none to pair it with): it is complete like any other rename. A bare ``create`` (a file
+  someone is about to write) is queued once still for UPLOAD_STABLE_S, unless its
+  ``close_write`` comes first.
 - rescans, at start and every UPLOAD_RESCAN_INTERVAL_S: every wanted file that the ledger
   does not know in its current size/mtime, and that has been still for UPLOAD_STABLE_S, is
   queued. This catches files written while the uploader was down and events that were lost
@@ -54,7 +55,7 @@ class _Events(FileSystemEventHandler):
     def on_moved(self, event: FileSystemEvent) -> None:  # moved_to (atomic rename into place)
         if isinstance(event, DirMovedEvent):
             self.watcher.rescan_later()
-        elif isinstance(event, FileMovedEvent):
+        elif isinstance(event, FileMovedEvent) and event.dest_path:  # no dest: moved away
             self.watcher.schedule(_text(event.dest_path))
 
     def on_modified(self, event: FileSystemEvent) -> None:
@@ -68,6 +69,16 @@ class _Events(FileSystemEventHandler):
 
 def _text(path: str | bytes) -> str:
     return os.fsdecode(path)
+
+
+def _observer() -> BaseObserver:
+    """inotify with full events where there is inotify: a rename into the folder from an
+    unwatched one then arrives as a move (complete), not as a create (maybe half-written)."""
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except ImportError:  # not Linux: the platform's observer, and rescans
+        return Observer()
+    return InotifyObserver(generate_full_events=True)
 
 
 class Watcher:
@@ -101,7 +112,7 @@ class Watcher:
     def start(self) -> None:
         for root in self.roots.configured:
             root.mkdir(parents=True, exist_ok=True)
-        self._observer = Observer()
+        self._observer = _observer()
         handler = _Events(self)
         for root in self.roots.configured:
             self._observer.schedule(handler, str(root), recursive=True)
