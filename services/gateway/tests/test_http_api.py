@@ -403,3 +403,32 @@ def test_openapi_documents_bearer_auth_and_400s(http: httpx.Client) -> None:
     post = schema["paths"]["/v1/jobs"]["post"]
     assert "422" not in post["responses"] and "400" in post["responses"]
     assert http.get("/docs").status_code == 200
+
+
+def test_a_backend_that_is_not_enabled_is_a_400_not_a_queued_job(
+    module_redis: RedisServer, module_dir: Path, store: JobStore
+) -> None:
+    # compose.yaml enables only the backends it runs; an image job must not wait in a queue
+    # that no worker consumes.
+    running = start_gateway(
+        module_redis.url,
+        module_dir,
+        name="gateway-xtts-only",
+        env={"GATEWAY_ENABLED_BACKENDS": "xtts", "XTTS_URL": "http://127.0.0.1:9"},
+    )
+    try:
+        with httpx.Client(base_url=running.url, headers=running.headers, timeout=10) as client:
+            before = module_redis.client().llen("comfyui")
+            job = client.post("/v1/jobs", json={"type": "image", "params": {"prompt": "a cat"}})
+            assert_openai_error(job, 400, "unsupported_type")
+            image = client.post("/v1/images/generations", json={"prompt": "a cat"})
+            assert_openai_error(image, 400, "unsupported_type")
+            named = client.post(
+                "/v1/images/generations", json={"prompt": "a cat", "model": "dall-e-3"}
+            )
+            assert_openai_error(named, 404, "model_not_found")
+            assert module_redis.client().llen("comfyui") == before
+            models = {m["id"] for m in client.get("/v1/models").json()["data"]}
+            assert "xtts" in models and "chatterbox" not in models
+    finally:
+        running.stop()

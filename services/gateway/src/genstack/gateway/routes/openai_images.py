@@ -124,10 +124,17 @@ async def create_images(
         else svc.registry.defaults.get(JobType.IMAGE)
     )
     backend = svc.registry.get(backend_name) if backend_name else None
+    if backend is None and not body.model:
+        raise ApiError(
+            400,
+            "no image backend is enabled here (GATEWAY_ENABLED_BACKENDS)",
+            code="unsupported_type",
+        )
     if backend is None:
+        known = ", ".join(sorted(svc.registry.image_models)) or "none"
         raise ApiError(
             404,
-            f"The model `{body.model}` does not exist here",
+            f"The model `{body.model}` does not exist here (image models: {known}).",
             code="model_not_found",
             param="model",
         )
