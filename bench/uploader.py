@@ -18,6 +18,7 @@ Installs inotify-tools and rclone with apt when they are missing.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -277,10 +278,12 @@ class Bench:
         output_dir.mkdir()
         staging = self.work / "tp-staging"
         shutil.copytree(source, staging)  # same filesystem: the renames below are atomic
+        self.redis.client().flushall()  # a new round's files are new to the ledger too
         process = self.start_uploader(bucket, output_dir, "throughput")
         files = sorted(staging.iterdir())
         sizes = {f.name: f.stat().st_size for f in files}
         total = sum(sizes.values())
+        os.sync()  # the copy's dirty pages must not be written back during the timed run
         cpu_before = tree_cpu_seconds(process.pid)
         started = time.monotonic()
         for path in files:
@@ -296,6 +299,9 @@ class Bench:
             raise RuntimeError("the uploader's counter and the bucket disagree")
         cpu = tree_cpu_seconds(process.pid) - cpu_before
         process.stop()
+        shutil.rmtree(output_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        self.s3.reset()  # moto keeps every object; the next run starts with an empty server
         return elapsed, cpu, total
 
     def throughput_rclone(
@@ -323,6 +329,7 @@ class Bench:
             # answers 400; without it rclone verifies less than the uploader (which HEADs).
             "--s3-no-head",
         ]  # fmt: skip
+        os.sync()
         before = os.times()
         started = time.monotonic()
         subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -336,6 +343,7 @@ class Bench:
             raise RuntimeError(
                 f"rclone copied {len(listed)} of {len(list(source.iterdir()))} files"
             )
+        self.s3.reset()
         return elapsed, cpu, total
 
     def keys(self, bucket: str) -> set[str]:
@@ -384,14 +392,34 @@ def latency_table(bench: Bench, count: int, interval: float, results: dict[str, 
 
 
 def throughput_table(
-    bench: Bench, big: int, big_mib: int, small: int, results: dict[str, object]
+    bench: Bench, big: int, big_mib: int, small: int, rounds: int, results: dict[str, object]
 ) -> None:
-    print(f"\nthroughput: {big} x {big_mib} MiB + {small} x 1 MiB", flush=True)
+    print(f"\nthroughput: {big} x {big_mib} MiB + {small} x 1 MiB, {rounds} rounds", flush=True)
     source = bench.make_dataset(big, big_mib, small)
-    table = [("genstack-uploader (defaults)", *bench.throughput_genstack(source))]
+    runs: dict[str, Callable[[], tuple[float, float, int]]] = {
+        "genstack-uploader (defaults)": lambda: bench.throughput_genstack(source)
+    }
     for transfers, chunk in () if os.environ.get("BENCH_NO_RCLONE") else ((4, 16), (8, 64)):
         name = f"rclone copy --transfers {transfers} --s3-chunk-size {chunk}M"
-        table.append((name, *bench.throughput_rclone(source, transfers, chunk)))
+        runs[name] = functools.partial(bench.throughput_rclone, source, transfers, chunk)
+    measured: dict[str, list[tuple[float, float, int]]] = {name: [] for name in runs}
+    names = list(runs)
+    for round_ in range(rounds):
+        # Each round starts with another tool, so none always runs first on a cold machine.
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            elapsed, cpu, total = runs[name]()
+            measured[name].append((elapsed, cpu, total))
+            print(f"  round {round_ + 1}: {name}: {elapsed:.1f} s, {cpu:.1f} CPU s", flush=True)
+    table = [
+        (
+            name,
+            statistics.median(e for e, _, _ in values),
+            statistics.median(c for _, c, _ in values),
+            values[0][2],
+        )
+        for name, values in measured.items()
+    ]
+    print(f"\nmedian of {rounds} rounds")
     print("\n| upload set | seconds | MB/s | CPU s per GB |\n|---|---:|---:|---:|")
     for name, elapsed, cpu, total in table:
         rate, per_gb = total / elapsed / 1e6, cpu / (total / 1e9)
@@ -418,6 +446,9 @@ def main() -> int:
     )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="throughput rounds (the median is reported)"
+    )
     args = parser.parse_args()
     count = 40 if args.quick else 200
     big, big_mib, small = (4, 64, 40) if args.quick else (4, 512, 200)
@@ -428,7 +459,7 @@ def main() -> int:
         if not args.skip_latency:
             latency_table(bench, count, args.interval, results)
         if not args.skip_throughput:
-            throughput_table(bench, big, big_mib, small, results)
+            throughput_table(bench, big, big_mib, small, args.rounds, results)
     (RESULTS / "uploader.json").write_text(json.dumps(results, indent=2))
     return 0
 
