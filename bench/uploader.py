@@ -9,7 +9,8 @@
    (the seed's r2_sync.sh and upload_to_r2.py, section 7).
 2. Throughput for 4 x 512 MiB + 200 x 1 MiB, for the uploader and for `rclone copy` with tuned
    transfers and chunk size: MB/s and CPU seconds per GB (the uploader's or rclone's process
-   tree, not the S3 server's).
+   tree, not the S3 server's); the median of ``--rounds`` rounds (3), each starting with
+   another tool.
 
 Both sides talk to the same moto S3 server on loopback; Redis is a real redis-server.
 Installs inotify-tools and rclone with apt when they are missing.
