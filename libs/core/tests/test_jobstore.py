@@ -172,6 +172,20 @@ def test_recent_pages_newest_first(store: JobStore) -> None:
     assert [j.id for j in rest] == [jobs[1].id, jobs[0].id]
 
 
+def test_recent_of_one_owner_and_the_owner_survives_updates(store: JobStore) -> None:
+    alice = [store.create(Job(type=JobType.TTS, backend="xtts", owner="alice")) for _ in range(3)]
+    bob = store.create(Job(type=JobType.TTS, backend="xtts", owner="bob"))
+    nobody = new_job(store)
+    assert [j.id for j in store.recent(owner="alice")] == [j.id for j in reversed(alice)]
+    assert [j.id for j in store.recent(owner="bob")] == [bob.id]
+    assert {j.id for j in store.recent()} == {*(j.id for j in alice), bob.id, nobody.id}
+    store.set_status(bob.id, JobStatus.RUNNING)
+    assert store.require(bob.id).owner == "bob"
+    assert store.delete(bob.id)
+    assert store.recent(owner="bob") == []
+    assert store.redis.zcard(store.owner_index_key("bob")) == 0
+
+
 def test_delete(store: JobStore) -> None:
     job = new_job(store)
     assert store.delete(job.id)

@@ -263,6 +263,55 @@ def test_idempotency_key(http: httpx.Client, gateway: RunningGateway) -> None:
     assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
 
 
+def test_a_key_sees_only_its_own_jobs(
+    http: httpx.Client,
+    gateway: RunningGateway,
+    module_redis: RedisServer,
+    module_dir: Path,
+    store: JobStore,
+) -> None:
+    mine = http.post("/v1/jobs", json=tts("mine")).json()
+    other = httpx.Client(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {OTHER_KEY}"}, timeout=10
+    )
+    with other:
+        theirs = other.post("/v1/jobs", json=tts("theirs")).json()
+        assert mine["owner"] and theirs["owner"] and mine["owner"] != theirs["owner"]
+        assert API_KEY not in json.dumps(mine)  # an id of the key, never the key
+        # Another key's job answers exactly like a missing one, and cannot be cancelled.
+        for response in (
+            other.get(f"/v1/jobs/{mine['id']}"),
+            other.delete(f"/v1/jobs/{mine['id']}"),
+            other.get(f"/v1/jobs/{mine['id']}/events"),
+        ):
+            assert_openai_error(response, 404, "job_not_found")
+        assert store.require(mine["id"]).status == JobStatus.QUEUED
+        listed_by_other = {
+            j["id"] for j in other.get("/v1/jobs", params={"limit": 100}).json()["data"]
+        }
+        assert theirs["id"] in listed_by_other and mine["id"] not in listed_by_other
+    listed_by_me = {j["id"] for j in http.get("/v1/jobs", params={"limit": 100}).json()["data"]}
+    assert mine["id"] in listed_by_me and theirs["id"] not in listed_by_me
+    assert http.get(f"/v1/jobs/{mine['id']}").status_code == 200
+
+    # GATEWAY_SHARED_JOBS: one pool of jobs for every key (a gateway on the same Redis).
+    shared = start_gateway(
+        module_redis.url,
+        module_dir,
+        name="gateway-shared",
+        env={"GATEWAY_API_KEYS": f"{API_KEY},{OTHER_KEY}", "GATEWAY_SHARED_JOBS": "true"},
+    )
+    try:
+        with httpx.Client(
+            base_url=shared.url, headers={"Authorization": f"Bearer {OTHER_KEY}"}, timeout=10
+        ) as client:
+            assert client.get(f"/v1/jobs/{mine['id']}").json()["id"] == mine["id"]
+            listed = {j["id"] for j in client.get("/v1/jobs", params={"limit": 100}).json()["data"]}
+            assert {mine["id"], theirs["id"]} <= listed
+    finally:
+        shared.stop()
+
+
 def test_concurrent_requests_with_one_idempotency_key_make_one_job(
     gateway: RunningGateway,
 ) -> None:

@@ -81,6 +81,12 @@ class Job(BaseModel):
     webhook_url: str | None = Field(
         default=None, description="Notified (Standard Webhooks) when the job finishes."
     )
+    owner: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Who submitted it: the gateway's id of the API key (a short hash, never the "
+        "key). Only that key sees the job, unless GATEWAY_SHARED_JOBS is on.",
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -73,6 +73,10 @@ class JobStore:
     def index_key(self) -> str:
         return f"{self.prefix}:jobs"
 
+    def owner_index_key(self, owner: str) -> str:
+        """The jobs of one owner, newest last (the same scores as :attr:`index_key`)."""
+        return f"{self.prefix}:jobs:owner:{owner}"
+
     @property
     def terminal_key(self) -> str:
         return f"{self.prefix}:jobs:terminal"
@@ -107,11 +111,15 @@ class JobStore:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self.redis.exists(self.cancel_key(job_id)))
 
-    def recent(self, *, limit: int = 20, before: float | None = None) -> list[Job]:
-        """Newest first; ``before`` is a created_at timestamp cursor (exclusive)."""
+    def recent(
+        self, *, limit: int = 20, before: float | None = None, owner: str | None = None
+    ) -> list[Job]:
+        """Newest first; ``before`` is a created_at timestamp cursor (exclusive); ``owner``
+        lists only that owner's jobs."""
         top = f"({before}" if before is not None else "+inf"
+        index = self.index_key if owner is None else self.owner_index_key(owner)
         ids: list[str] = cast(
-            Any, self.redis.zrevrangebyscore(self.index_key, top, "-inf", start=0, num=limit)
+            Any, self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit)
         )
         jobs: list[Job] = []
         expired: list[str] = []
@@ -122,7 +130,7 @@ class JobStore:
             else:
                 jobs.append(job)
         if expired:  # records expire on their own; the index is trimmed lazily
-            self.redis.zrem(self.index_key, *expired)
+            self.redis.zrem(index, *expired)
         return jobs
 
     # writes -------------------------------------------------------------------------------
@@ -141,6 +149,8 @@ class JobStore:
         a job with this id exists already."""
         pipe.set(self.job_key(job.id), job.model_dump_json(), nx=True, ex=self.ttl_s)
         pipe.zadd(self.index_key, {job.id: job.created_at.timestamp()})
+        if job.owner is not None:
+            pipe.zadd(self.owner_index_key(job.owner), {job.id: job.created_at.timestamp()})
         self._add_event(pipe, job.id, "status", {"status": job.status, "progress": job.progress})
 
     def set_status(
@@ -235,10 +245,13 @@ class JobStore:
         return str(event_id)
 
     def delete(self, job_id: str) -> bool:
+        job = self.get(job_id)
         removed = self.redis.delete(
             self.job_key(job_id), self.events_key(job_id), self.cancel_key(job_id)
         )
         self.redis.zrem(self.index_key, job_id)
+        if job is not None and job.owner is not None:
+            self.redis.zrem(self.owner_index_key(job.owner), job_id)
         return bool(removed)
 
     # internals ----------------------------------------------------------------------------

@@ -78,6 +78,10 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
     gateway_auth_disabled: bool = Field(
         default=False, description="Serve without API keys (only behind your own auth)."
     )
+    gateway_shared_jobs: bool = Field(
+        default=False,
+        description="Every API key sees every job; default: a key sees only the jobs it made.",
+    )
     gateway_public_docs: bool = Field(default=False, description="/docs and the schema open.")
     gateway_public_metrics: bool = Field(default=False, description="/metrics open.")
     gateway_cors_origins: Annotated[list[str], NoDecode] = Field(

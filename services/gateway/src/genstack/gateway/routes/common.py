@@ -25,6 +25,11 @@ def api_key_id(request: Request) -> str:
     return str(state.get("api_key_id") or "anonymous")
 
 
+def job_scope(svc: Services, request: Request) -> str | None:
+    """The owner whose jobs the caller may see; None: every job (GATEWAY_SHARED_JOBS)."""
+    return None if svc.settings.gateway_shared_jobs else api_key_id(request)
+
+
 def request_base(request: Request) -> str:
     return str(request.base_url)
 

@@ -21,6 +21,7 @@ from genstack.gateway.routes.common import (
     api_key_id,
     errors,
     job_response,
+    job_scope,
     request_base,
     services,
 )
@@ -141,7 +142,13 @@ async def submit_job(
             raise ApiError(
                 400, f"webhook_url refused: {exc}", code="unsafe_webhook_url", param="webhook_url"
             ) from None
-    job = Job(type=job_type, backend=backend.name, params=params, webhook_url=webhook_url)
+    job = Job(
+        type=job_type,
+        backend=backend.name,
+        params=params,
+        webhook_url=webhook_url,
+        owner=api_key_id(request),
+    )
     idem = (
         Idempotency.of(svc.store.prefix, api_key_id(request), idempotency_key, fingerprint_body)
         if idempotency_key
@@ -245,22 +252,24 @@ async def create_job(request: Request) -> Response:
 
 
 def _page(
-    store: JobStore, redis: Redis, limit: int, after: str | None
+    store: JobStore, redis: Redis, owner: str | None, limit: int, after: str | None
 ) -> tuple[list[Job], bool] | None:
-    """Newest first, ``limit`` jobs after the job ``after``; None if that job is unknown."""
+    """Newest first, ``limit`` jobs of ``owner`` (None: all) after the job ``after``; None if
+    that job is unknown."""
+    index = store.index_key if owner is None else store.owner_index_key(owner)
     start = 0
     if after is not None:
-        rank = cast(int | None, redis.zrevrank(store.index_key, after))
+        rank = cast(int | None, redis.zrevrank(index, after))
         if rank is None:
             return None
         start = rank + 1
-    ids = cast(list[str], redis.zrevrange(store.index_key, start, start + limit))
+    ids = cast(list[str], redis.zrevrange(index, start, start + limit))
     has_more = len(ids) > limit
     ids = ids[:limit]
     raws = cast(list[str | None], redis.mget([store.job_key(i) for i in ids])) if ids else []
     expired = [job_id for job_id, raw in zip(ids, raws, strict=True) if raw is None]
     if expired:  # records expire on their own; the index is trimmed as we meet them
-        redis.zrem(store.index_key, *expired)
+        redis.zrem(index, *expired)
     return [Job.model_validate_json(raw) for raw in raws if raw is not None], has_more
 
 
@@ -275,7 +284,7 @@ async def list_jobs(
     ] = None,
 ) -> Response:
     svc = services(request)
-    page = await svc.run_sync(_page, svc.store, svc.redis, limit, after)
+    page = await svc.run_sync(_page, svc.store, svc.redis, job_scope(svc, request), limit, after)
     if page is None:
         raise ApiError(400, f"unknown or expired job {after!r} in 'after'", param="after")
     jobs, has_more = page
@@ -289,9 +298,12 @@ async def list_jobs(
     return Response(listing.model_dump_json(), media_type=JSON)
 
 
-async def _require(svc: Services, job_id: str) -> Job:
+async def _require(svc: Services, request: Request, job_id: str) -> Job:
+    """The job, if the caller may see it. Another key's job is a 404 like a missing one, so
+    ids of other keys' jobs cannot be probed."""
     job = await svc.get_job(job_id)
-    if job is None:
+    scope = job_scope(svc, request)
+    if job is None or (scope is not None and job.owner is not None and job.owner != scope):
         raise ApiError(404, f"job {job_id} not found (or expired)", code="job_not_found")
     return job
 
@@ -301,7 +313,7 @@ async def _require(svc: Services, job_id: str) -> Job:
 )
 async def get_job(job_id: JobId, request: Request) -> Response:
     svc = services(request)
-    return job_response(svc, request, await _require(svc, job_id))
+    return job_response(svc, request, await _require(svc, request, job_id))
 
 
 @router.delete(
@@ -314,6 +326,7 @@ async def get_job(job_id: JobId, request: Request) -> Response:
 )
 async def cancel_job(job_id: JobId, request: Request) -> Response:
     svc = services(request)
+    await _require(svc, request, job_id)
     try:
         job = await svc.run_sync(svc.store.request_cancel, job_id)
     except JobNotFoundError:
@@ -343,7 +356,7 @@ async def job_events_route(
     last_event_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> StreamingResponse:
     svc = services(request)
-    await _require(svc, job_id)
+    await _require(svc, request, job_id)
     after = last_event_id_header or last_event_id or "0-0"
     if not STREAM_ID.match(after):
         raise ApiError(400, "Last-Event-ID must be an event id like 1700000000000-0")
