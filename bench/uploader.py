@@ -42,6 +42,7 @@ from genstack.testing.ports import free_port
 from genstack.testing.process import ServiceProcess, console_script
 from genstack.testing.redis_server import RedisServer
 from genstack.testing.s3_server import S3Server
+from genstack.testing.waiting import wait_until
 
 MiB = 1024 * 1024
 RESULTS = Path(__file__).parent / ".results"
@@ -297,7 +298,9 @@ class Bench:
         # Poll the uploader's own counter, not the bucket: listing would load the S3 server
         # that both sides share (rclone is timed by its exit), then check the bucket once.
         metrics = process.ready_url.replace("/readyz", "/metrics")  # type: ignore[union-attr]
-        wait_for(lambda: uploaded_count(metrics) >= len(files), 1800, "uploader throughput set")
+        wait_until(
+            lambda: uploaded_count(metrics) >= len(files), 1800, "uploader throughput set", 0.05
+        )
         elapsed = time.monotonic() - started
         date = time.strftime("%Y-%m-%d", time.gmtime())
         keys = {f"outputs/{date}/{name}": size for name, size in sizes.items()}
@@ -370,14 +373,6 @@ def uploaded_count(metrics_url: str) -> float:
         if line.startswith('genstack_uploads_total{result="uploaded"}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
 
 
 def latency_table(bench: Bench, count: int, interval: float, results: dict[str, object]) -> None:

@@ -5,17 +5,16 @@ gateway; a tts job goes from POST /v1/jobs to a playable artifact."""
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import av
 import httpx
 import openai
 import pytest
 
+from genstack.testing.audio import probe
 from genstack.testing.ports import free_port
 from genstack.testing.process import ServiceProcess, console_script
 from genstack.testing.redis_server import RedisServer
@@ -27,13 +26,6 @@ from genstack.testing.stack import RunningGateway, start_gateway, start_uploader
 class TtsStack:
     gateway: RunningGateway
     tone_url: str
-
-
-def decoded_seconds(data: bytes) -> float:
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.audio[0]
-        samples = sum(frame.samples for frame in container.decode(stream))
-        return float(samples / stream.codec_context.sample_rate)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +95,7 @@ def test_openai_speech_through_the_gateway(stack: TtsStack) -> None:
         model="tts-1", voice=voice, input="Hello through the gateway.", response_format="wav"
     )
     assert audio.response.headers["content-type"].startswith("audio/")
-    assert decoded_seconds(audio.content) > 0.3
+    assert probe(audio.content).duration_s > 0.3
     chunks = []
     # (The tone server answers OpenAI's model names, not "xtts"; the body reaches it as sent.)
     with client.audio.speech.with_streaming_response.create(
@@ -113,7 +105,7 @@ def test_openai_speech_through_the_gateway(stack: TtsStack) -> None:
         response_format="mp3",
     ) as response:
         chunks = list(response.iter_bytes(chunk_size=None))
-    assert decoded_seconds(b"".join(chunks)) > 0.3
+    assert probe(b"".join(chunks)).duration_s > 0.3
     # The server's own errors come back as they are.
     with pytest.raises(openai.APIStatusError) as caught:
         client.audio.speech.create(model="tts-1", voice="no-such-voice", input="hi")
@@ -140,4 +132,4 @@ def test_a_tts_job_ends_with_a_playable_artifact(stack: TtsStack) -> None:
     assert artifact["key"].endswith(f"/{job['id']}/speech.mp3")
     audio = httpx.get(artifact["url"]).content
     assert len(audio) == artifact["bytes"]
-    assert decoded_seconds(audio) > 0.3
+    assert probe(audio).duration_s > 0.3

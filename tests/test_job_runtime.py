@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,16 +22,9 @@ from genstack.testing.plugin import StartServiceProcess
 from genstack.testing.ports import free_port
 from genstack.testing.process import ServiceProcess, console_script
 from genstack.testing.s3_server import S3Server
+from genstack.testing.waiting import wait_until
 
 DEMO_WORKER = Path(__file__).parent / "support" / "demo_worker.py"
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass

@@ -7,14 +7,10 @@ behind a presigned URL; a cancelled one ends `cancelled` with nothing uploaded."
 from __future__ import annotations
 
 import hashlib
-import io
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import openai
 import pytest
@@ -22,30 +18,17 @@ import pytest
 from genstack.core.jobs import Job, JobStatus
 from genstack.core.jobstore import JobStore
 from genstack.core.redis_client import connect
+from genstack.testing.audio import probe
 from genstack.testing.plugin import StartServiceProcess
 from genstack.testing.ports import free_port
 from genstack.testing.process import console_script
 from genstack.testing.redis_server import RedisServer
 from genstack.testing.s3_server import S3Server
 from genstack.testing.stack import RunningGateway, start_gateway
+from genstack.testing.waiting import wait_until
 from genstack.xtts.tiny import build_tiny_checkpoint
 
 NODE = "tts-e2e"
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
-def duration_s(data: bytes) -> float:
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.audio[0]
-        samples = sum(frame.samples for frame in container.decode(stream))
-        return samples / stream.codec_context.sample_rate
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +144,7 @@ def test_a_tts_job_ends_succeeded_with_a_playable_artifact_in_the_bucket(stack: 
         response_format="mp3",
         seed=1,
     )
-    wait_for(lambda: stack.job(job)["status"] in ("succeeded", "failed"), 300, "the job to end")
+    wait_until(lambda: stack.job(job)["status"] in ("succeeded", "failed"), 300, "the job to end")
     done = stack.job(job)
     assert done["status"] == "succeeded", done["error"]
     assert done["progress"] == 1.0
@@ -171,7 +154,7 @@ def test_a_tts_job_ends_succeeded_with_a_playable_artifact_in_the_bucket(stack: 
     body = httpx.get(artifact["url"]).content  # the presigned URL the gateway hands out
     assert len(body) == artifact["bytes"]
     assert hashlib.sha256(body).hexdigest() == artifact["sha256"]
-    assert duration_s(body) > 0.1
+    assert probe(body).duration_s > 0.1
     statuses = [e.data["status"] for e in stack.store.events(job.id) if e.type == "status"]
     assert statuses == ["queued", "running", "uploading", "succeeded"]
 
@@ -179,10 +162,10 @@ def test_a_tts_job_ends_succeeded_with_a_playable_artifact_in_the_bucket(stack: 
 def test_a_cancelled_tts_job_ends_cancelled_with_nothing_uploaded(stack: Stack) -> None:
     text = " ".join(f"Sentence {i} keeps the model busy for a while." for i in range(150))
     job = stack.submit(input=text, voice="Ana Florence", response_format="flac")
-    wait_for(lambda: stack.job(job)["status"] == "running", 120, "the job to run")
+    wait_until(lambda: stack.job(job)["status"] == "running", 120, "the job to run")
     with stack.http() as http:
         assert http.delete(f"/v1/jobs/{job.id}").status_code in (200, 202)
-    wait_for(lambda: stack.job(job)["status"] == "cancelled", 60, "the job to stop")
+    wait_until(lambda: stack.job(job)["status"] == "cancelled", 60, "the job to stop")
     assert stack.store.require(job.id).status == JobStatus.CANCELLED
     listed = stack.s3.client().list_objects_v2(Bucket=stack.bucket)
     assert listed.get("KeyCount", 0) == 0
@@ -195,7 +178,7 @@ def test_openai_client_speaks_through_the_gateway_to_xtts(stack: Stack) -> None:
     audio = client.audio.speech.create(
         model="xtts", voice="Claribel Dervla", input="Hello from XTTS.", response_format="wav"
     )
-    assert duration_s(audio.content) > 0.1
+    assert probe(audio.content).duration_s > 0.1
     with client.audio.speech.with_streaming_response.create(
         model="xtts-v2",
         voice="Ana Florence",
@@ -204,6 +187,6 @@ def test_openai_client_speaks_through_the_gateway_to_xtts(stack: Stack) -> None:
         extra_body={"language": "en", "seed": 3},
     ) as response:
         streamed = b"".join(response.iter_bytes(chunk_size=None))
-    assert duration_s(streamed) > 0.1
+    assert probe(streamed).duration_s > 0.1
     with pytest.raises(openai.NotFoundError):
         client.audio.speech.create(model="xtts", voice="nobody-by-that-name", input="hi")

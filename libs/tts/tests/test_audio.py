@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tts_helpers import pcm_samples, probe, tone_wave
+from tts_helpers import tone_wave
 
+from genstack.testing.audio import pcm_samples, probe
 from genstack.tts.audio import (
     FORMATS,
     AudioDecodeError,

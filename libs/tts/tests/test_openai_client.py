@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import openai
 import pytest
 from openai import OpenAI
-from tts_helpers import ToneServer, pcm_samples, probe, tone_wave
+from tts_helpers import ToneServer, tone_wave
 
+from genstack.testing.audio import pcm_samples, probe
 from genstack.tts.audio import encode_all
 
 

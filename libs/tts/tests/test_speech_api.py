@@ -6,7 +6,9 @@ import base64
 
 import httpx
 import pytest
-from tts_helpers import ToneServer, pcm_samples, probe, sse_events
+from tts_helpers import ToneServer
+
+from genstack.testing.audio import pcm_samples, probe, sse_events
 
 CONTAINERS = {
     "mp3": ("mp3", "mp3float", "audio/mpeg"),

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from tts_helpers import probe, tone_wave
+from tts_helpers import tone_wave
 
+from genstack.testing.audio import probe
 from genstack.tts.audio import encode_all
 from genstack.tts.voices import (
     STORE_RATE,

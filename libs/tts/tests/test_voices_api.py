@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from tts_helpers import ToneServer, pcm_samples, probe, tone_wave
+from tts_helpers import ToneServer, tone_wave
 
+from genstack.testing.audio import pcm_samples, probe
 from genstack.tts.audio import encode_all
 
 

@@ -8,12 +8,13 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import NODE, Rig, sha256, wait_until
+from conftest import NODE, Rig, sha256
 
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobStore
 from genstack.core.redis_client import connect
 from genstack.core.uploads import UploadRequest, enqueue_upload, upload_queue
+from genstack.testing.waiting import wait_until
 
 MiB = 1024 * 1024
 

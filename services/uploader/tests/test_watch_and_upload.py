@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import Rig, sha256, wait_until
+from conftest import Rig, sha256
 
 from genstack.testing.ports import free_port
 from genstack.testing.process import console_script
+from genstack.testing.waiting import wait_until
 
 
 def write_files(root: Path, count: int, *, seed: int, prefix: str = "f") -> dict[Path, str]:

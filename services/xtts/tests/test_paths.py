@@ -10,8 +10,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from xtts_helpers import XttsServer, probe, start_xtts_server, tone_wave
+from xtts_helpers import XttsServer, start_xtts_server, tone_wave
 
+from genstack.testing.audio import probe
 from genstack.tts.audio import encode_all
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import httpx
-from xtts_helpers import XttsServer, probe
+from xtts_helpers import XttsServer
+
+from genstack.testing.audio import probe
 
 ORIGIN = "http://localhost:8000"  # SillyTavern's default address
 HEADERS = {"Origin": ORIGIN, "Content-Type": "application/json", "Cache-Control": "no-cache"}

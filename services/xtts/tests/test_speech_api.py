@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from openai import OpenAI
-from xtts_helpers import MAX_SENTENCE_S, XttsServer, probe, sse_events, tone_wave
+from xtts_helpers import MAX_SENTENCE_S, XttsServer, tone_wave
 
+from genstack.testing.audio import probe, sse_events
 from genstack.testing.file_server import FileServer, add_hf_file
 from genstack.testing.ports import free_port
 from genstack.tts.audio import encode_all

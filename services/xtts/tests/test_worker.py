@@ -5,30 +5,23 @@ server over HTTP -> a file in OUTPUT_DIR/<job-id>/ -> handed to this host's uplo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from xtts_helpers import XttsServer, probe
+from xtts_helpers import XttsServer
 
 from genstack.core.celery_app import create_celery_app
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobStore
 from genstack.core.redis_client import connect
 from genstack.core.worker import dispatch_job
+from genstack.testing.audio import probe
 from genstack.testing.plugin import StartServiceProcess
 from genstack.testing.process import ServiceProcess, console_script
+from genstack.testing.waiting import wait_until
 
 NODE = "xtts-test-node"
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Rig:
@@ -72,7 +65,7 @@ def rig(
 def test_a_job_becomes_a_file_handed_to_the_uploader(rig: Rig) -> None:
     text = " ".join(f"Sentence {i} of the job." for i in range(20))  # two parts
     job = rig.submit(input=text, voice="Ana Florence", response_format="mp3", seed=4)
-    wait_for(lambda: rig.status(job.id) == JobStatus.UPLOADING, 300, "the job to be handed over")
+    wait_until(lambda: rig.status(job.id) == JobStatus.UPLOADING, 300, "the job to be handed over")
     done = rig.store.require(job.id)
     assert done.progress == 1.0
     path = rig.outputs / job.id / "speech.mp3"
@@ -91,7 +84,7 @@ def test_text_as_an_alias_and_every_format(rig: Rig) -> None:
         for fmt in ("wav", "flac", "opus", "aac")
     }
     for fmt, job in jobs.items():
-        wait_for(lambda job=job: rig.status(job.id) == JobStatus.UPLOADING, 300, f"{fmt} job")
+        wait_until(lambda job=job: rig.status(job.id) == JobStatus.UPLOADING, 300, f"{fmt} job")
         extension = "opus" if fmt == "opus" else fmt
         assert probe((rig.outputs / job.id / f"speech.{extension}").read_bytes()).duration_s > 0
 
@@ -100,14 +93,14 @@ def test_a_cancelled_job_stops_the_synthesis_and_ends_cancelled(rig: Rig, xtts: 
     text = " ".join(f"This is sentence number {i} of a long job." for i in range(200))
     cancelled_before = cancelled_syntheses(xtts)
     job = rig.submit(input=text, voice="Ana Florence", response_format="wav")
-    wait_for(lambda: rig.status(job.id) == JobStatus.RUNNING, 120, "the job to start")
+    wait_until(lambda: rig.status(job.id) == JobStatus.RUNNING, 120, "the job to start")
     time.sleep(1.0)  # inside the first part: the worker is reading the server's stream
     rig.store.request_cancel(job.id)
-    wait_for(lambda: rig.status(job.id) == JobStatus.CANCELLED, 60, "the job to be cancelled")
+    wait_until(lambda: rig.status(job.id) == JobStatus.CANCELLED, 60, "the job to be cancelled")
     assert not (rig.outputs / job.id).exists()
     assert rig.store.redis.llen(f"upload.{NODE}") == 0
     # The worker closed its request, so the server stopped that synthesis mid-part.
-    wait_for(lambda: cancelled_syntheses(xtts) == cancelled_before + 1, 30, "the server to stop")
+    wait_until(lambda: cancelled_syntheses(xtts) == cancelled_before + 1, 30, "the server to stop")
 
 
 def cancelled_syntheses(server: XttsServer) -> float:
@@ -129,7 +122,7 @@ def cancelled_syntheses(server: XttsServer) -> float:
 )
 def test_bad_jobs_fail_with_a_clear_code(rig: Rig, params: dict[str, object], code: str) -> None:
     job = rig.submit(**params)
-    wait_for(lambda: rig.status(job.id) == JobStatus.FAILED, 120, "the job to fail")
+    wait_until(lambda: rig.status(job.id) == JobStatus.FAILED, 120, "the job to fail")
     error = rig.store.require(job.id).error
     assert error is not None
     assert error.code == code, error
