@@ -15,25 +15,31 @@ VENVS := .venvs
 PYTEST_ARGS ?=
 PYTEST := -m pytest -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)
 
-# package name -> its tests; each runs in .venvs/<name> built with `uv sync --package`.
-PACKAGES := core tts uploader xtts gateway
-core_PKG := genstack-core
-core_TESTS := libs/core/tests
-tts_PKG := genstack-tts
-tts_TESTS := libs/tts/tests
-uploader_PKG := genstack-uploader
-uploader_TESTS := services/uploader/tests
-xtts_PKG := genstack-xtts
-xtts_TESTS := services/xtts/tests
-gateway_PKG := genstack-gateway
-gateway_TESTS := services/gateway/tests
+# Every folder under libs/ and services/ with a pyproject.toml is a package: adding one needs
+# no edit here. Its folder name is its short name (env-<name>, unit-<name>, .venvs/<name>); its
+# distribution and module names are read from its pyproject.toml; its tests are <folder>/tests.
+PACKAGE_DIRS := $(patsubst %/pyproject.toml,%,$(sort $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)))
+PACKAGES := $(notdir $(PACKAGE_DIRS))
+# The harness (genstack.testing) is type checked too; its tests run in the stack env.
+TYPED_DIRS := $(PACKAGE_DIRS) tests/harness
+package_dir = $(filter %/$(1),$(PACKAGE_DIRS))
+toml_value = $(shell sed -n 's/^$(2) *= *"\(.*\)"/\1/p' $(1)/pyproject.toml | head -n 1)
+package_name = $(call toml_value,$(call package_dir,$(1)),name)
+MODULES := $(foreach d,$(TYPED_DIRS),$(call toml_value,$(d),module-name))
+empty :=
+space := $(empty) $(empty)
+export MYPYPATH := $(subst $(space),:,$(addsuffix /src,$(TYPED_DIRS)))
 
-.PHONY: help test install lint typecheck unit-% env-% env-stack test-stack redis-server uv clean
+.PHONY: help test install lint typecheck unit-% env-% env-stack test-stack redis-server uv clean \
+	print-packages
 
 help:
 	@echo "make test       install everything needed, lint, type check, run every test suite"
 	@echo "make lint       ruff check + format check"
 	@echo "make typecheck  mypy --strict on every package"
+	@echo "make unit-NAME  one package's tests in its own env (NAME: $(PACKAGES))"
+	@echo "make env-NAME   build that package's env .venvs/NAME from uv.lock"
+	@echo "make print-packages  each package: short name, distribution, module, tests"
 	@echo "make clean      remove .tools and .venvs"
 
 test: install lint typecheck $(addprefix unit-,$(PACKAGES)) test-stack
@@ -54,8 +60,8 @@ redis-server:
 install: redis-server $(addprefix env-,$(PACKAGES)) env-stack
 
 env-%: $(UV)
-	@echo "== uv sync --package $($*_PKG) -> $(VENVS)/$*"
-	@UV_PROJECT_ENVIRONMENT=$(VENVS)/$* $(UV) sync --locked --quiet --package $($*_PKG)
+	@echo "== uv sync --package $(call package_name,$*) -> $(VENVS)/$*"
+	@UV_PROJECT_ENVIRONMENT=$(VENVS)/$* $(UV) sync --locked --quiet --package $(call package_name,$*)
 
 env-stack: $(UV)
 	@echo "== uv sync --all-packages -> $(VENVS)/stack"
@@ -66,15 +72,19 @@ lint:
 	$(VENVS)/stack/bin/ruff format --check .
 
 typecheck:
-	$(VENVS)/stack/bin/mypy -p genstack.core -p genstack.tts -p genstack.uploader -p genstack.xtts -p genstack.gateway -p genstack.testing
+	$(VENVS)/stack/bin/mypy $(addprefix -p ,$(MODULES))
 
 unit-%:
 	@echo "== tests of $* in $(VENVS)/$*"
-	$(VENVS)/$*/bin/python $(PYTEST) $($*_TESTS)
+	$(VENVS)/$*/bin/python $(PYTEST) $(call package_dir,$*)/tests
 
 test-stack:
 	@echo "== cross-service tests and the harness's own tests in $(VENVS)/stack"
 	$(VENVS)/stack/bin/python $(PYTEST) tests
+
+print-packages:
+	@$(foreach p,$(PACKAGES),echo "$(p) $(call package_name,$(p)) \
+	  $(call toml_value,$(call package_dir,$(p)),module-name) $(call package_dir,$(p))/tests";)
 
 clean:
 	rm -rf $(TOOLS) $(VENVS)

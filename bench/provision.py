@@ -38,10 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from genstack.core.gpu import resolve_profile
-from genstack.core.provision import ensure_models, parse_manifest
-from genstack.core.provision.ledger import Ledger
-from genstack.core.provision.plan import part_bytes
+from genstack.provision import ensure_models, parse_manifest
+from genstack.provision.gpu import resolve_profile
+from genstack.provision.ledger import ModelLedger
+from genstack.provision.plan import part_bytes
 
 GiB = 2**30
 TOOLS = {"nginx": "nginx-light", "aria2c": "aria2", "curl": "curl"}
@@ -289,7 +289,7 @@ def restart(nginx: Nginx, work: Path, total_gb: int, files: int) -> dict[str, fl
         ]
     manifest_path = work / "restart.yaml"
     manifest_path.write_text("\n".join(lines) + "\n")
-    ledger = Ledger(root)
+    ledger = ModelLedger(root)
     for i in range(files):
         rel = f"diffusion_models/model-{i:03d}.safetensors"
         ledger.record(rel, sha, f"{nginx.url}/never/{i}.bin", "manifest")

@@ -1,5 +1,6 @@
-"""The deployment files match the code: compose.yaml is valid Compose, every Dockerfile
-passes hadolint, and .env.example documents (and loads) every setting of every service."""
+"""The deployment files match the code: compose.yaml (alone and with compose.cpu.yaml) is valid
+Compose, every Dockerfile passes hadolint and builds a real workspace package with the
+Makefile's uv, and .env.example documents (and loads) every setting of every service."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pkgutil
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -25,8 +28,73 @@ ROOT = Path(__file__).resolve().parents[1]
 # so a fresh clone validates without the shared folder.
 SCHEMA = ROOT / "tests" / "schemas" / "compose-spec.json"
 DOCKERFILES = sorted(
-    p for p in ROOT.rglob("Dockerfile*") if not {".venvs", ".tools", ".git"} & set(p.parts)
+    p
+    for p in ROOT.rglob("*Dockerfile*")
+    if p.is_file() and not {".venvs", ".tools", ".git"} & set(p.parts)
 )
+# Workspace packages by distribution name -> their pyproject.toml, as the Makefile finds them.
+PACKAGES = {
+    tomllib.loads(p.read_text())["project"]["name"]: tomllib.loads(p.read_text())
+    for p in [*ROOT.glob("libs/*/pyproject.toml"), *ROOT.glob("services/*/pyproject.toml")]
+}
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags: !reset drops a key from the file below, !override
+    replaces it instead of merging."""
+
+
+class Reset:
+    pass
+
+
+class Override:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def _reset(loader: yaml.SafeLoader, node: yaml.Node) -> Reset:
+    return Reset()
+
+
+def _override(loader: yaml.SafeLoader, node: yaml.Node) -> Override:
+    if isinstance(node, yaml.MappingNode):
+        return Override(loader.construct_mapping(node, deep=True))
+    if isinstance(node, yaml.SequenceNode):
+        return Override(loader.construct_sequence(node, deep=True))
+    return Override(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+ComposeLoader.add_constructor("!reset", _reset)
+ComposeLoader.add_constructor("!override", _override)
+
+
+def merge_compose(base: Any, override: Any) -> Any:
+    """`docker compose -f base -f override` for the parts these files use: mappings merge key
+    by key, anything else is replaced, !reset removes, !override replaces a mapping."""
+    if isinstance(override, Override):
+        return override.value
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            if isinstance(value, Reset):
+                merged.pop(key, None)
+            else:
+                merged[key] = merge_compose(base.get(key), value)
+        return merged
+    return override
+
+
+def load_compose(*names: str) -> dict[str, Any]:
+    merged: Any = {}
+    for name in names:
+        merged = merge_compose(merged, yaml.load((ROOT / name).read_text(), ComposeLoader))
+    assert isinstance(merged, dict)
+    return merged
+
+
+def validate_compose(compose: dict[str, Any]) -> None:
+    jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).validate(compose)
 
 
 def settings_classes() -> list[type[BaseSettings]]:
@@ -48,24 +116,52 @@ def env_names(cls: type[BaseSettings]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict[str, object]:
-    loaded = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    assert isinstance(loaded, dict)
-    return loaded
+def compose() -> dict[str, Any]:
+    return load_compose("compose.yaml")
 
 
-def test_compose_is_valid_against_the_compose_spec(compose: dict[str, object]) -> None:
-    jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).validate(compose)
+def test_compose_is_valid_against_the_compose_spec(compose: dict[str, Any]) -> None:
+    validate_compose(compose)
 
 
-def test_an_invalid_compose_file_is_caught(compose: dict[str, object]) -> None:
+def test_the_cpu_override_is_valid_compose_and_drops_only_the_gpu(
+    compose: dict[str, Any],
+) -> None:
+    cpu = load_compose("compose.yaml", "compose.cpu.yaml")
+    validate_compose(cpu)
+    assert cpu["services"].keys() == compose["services"].keys()
+    xtts = cpu["services"]["xtts"]
+    assert "deploy" not in xtts
+    assert xtts["environment"]["XTTS_DEVICE"] == "cpu"
+    # Merged, not replaced: the base environment and everything else stay.
+    assert (
+        xtts["environment"]["XTTS_PORT"] == compose["services"]["xtts"]["environment"]["XTTS_PORT"]
+    )
+    assert {k: v for k, v in xtts.items() if k != "environment"} == {
+        k: v for k, v in compose["services"]["xtts"].items() if k not in ("environment", "deploy")
+    }
+    for name, service in compose["services"].items():
+        if name != "xtts":
+            assert cpu["services"][name] == service, name
+    assert not any("deploy" in s for s in cpu["services"].values()), "a GPU reservation is left"
+
+
+def test_the_compose_merge_in_this_test_knows_reset_and_override() -> None:
+    base = {"a": {"x": 1, "y": 2}, "b": [1], "c": {"k": 1}}
+    override = yaml.load("a: {y: 3}\nb: [2]\nc: !reset {}\n", ComposeLoader)
+    assert merge_compose(base, override) == {"a": {"x": 1, "y": 3}, "b": [2]}
+    replaced = yaml.load("a: !override {z: 4}\n", ComposeLoader)
+    assert merge_compose(base, replaced)["a"] == {"z": 4}
+
+
+def test_an_invalid_compose_file_is_caught(compose: dict[str, Any]) -> None:
     broken = json.loads(json.dumps(compose))
     broken["services"]["redis"]["restart"] = ["not", "a", "string"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).validate(broken)
 
 
-def test_compose_has_the_durable_redis_and_the_uploader(compose: dict[str, object]) -> None:
+def test_compose_has_the_durable_redis_and_the_uploader(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert isinstance(services, dict)
     redis = services["redis"]
@@ -80,7 +176,7 @@ def test_compose_has_the_durable_redis_and_the_uploader(compose: dict[str, objec
     assert {"path": ".env", "required": False} in uploader["env_file"]
 
 
-def test_every_built_image_has_a_dockerfile_and_passes_hadolint(compose: dict[str, object]) -> None:
+def test_every_built_image_has_a_dockerfile_and_passes_hadolint(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert isinstance(services, dict)
     built = {s["build"]["dockerfile"] for s in services.values() if "build" in s}
@@ -94,6 +190,60 @@ def test_every_built_image_has_a_dockerfile_and_passes_hadolint(compose: dict[st
             [hadolint, "--no-color", str(dockerfile)], capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, f"{dockerfile}:\n{result.stdout}{result.stderr}"
+
+
+def test_every_image_builds_a_workspace_package_that_has_its_console_script(
+    compose: dict[str, Any],
+) -> None:
+    """The shared Dockerfiles take the package as a build arg and run its console script,
+    named like the package, on the port the build arg gives."""
+    built = {name: s["build"] for name, s in compose["services"].items() if "build" in s}
+    assert {b["dockerfile"] for b in built.values()} == {
+        "docker/python-service.Dockerfile",
+        "docker/torch-service.Dockerfile",
+    }
+    for name, build in built.items():
+        package = build["args"]["PACKAGE"]
+        assert package in PACKAGES, f"{name}: PACKAGE={package} is no workspace package"
+        assert package in PACKAGES[package]["project"]["scripts"], (
+            f"{name}: {package} has no console script of its name"
+        )
+        assert build["args"]["PORT"].isdigit(), name
+    for dockerfile in DOCKERFILES:
+        text = dockerfile.read_text()
+        assert re.search(r"^ARG PACKAGE$", text, re.M), dockerfile
+        assert 'ln -s "/opt/venv/bin/${PACKAGE}" /usr/local/bin/genstack-service' in text
+        assert '--package "${PACKAGE}"' in text, dockerfile
+
+
+def test_dependencies_are_installed_before_the_source_is_copied() -> None:
+    """Layer order: lock and pyproject files, the dependencies, then the source."""
+    for dockerfile in DOCKERFILES:
+        build = dockerfile.read_text().split("AS build\n")[1].split("\nFROM ")[0]
+        deps = build.index("--no-emit-workspace" if "export" in build else "--no-install-workspace")
+        assert build.index("COPY --from=manifests") < deps < build.index("COPY . ."), dockerfile
+
+
+def test_one_uv_version_everywhere() -> None:
+    [make_version] = re.findall(r"^UV_VERSION \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    for dockerfile in DOCKERFILES:
+        versions = re.findall(r"ghcr\.io/astral-sh/uv:([^\s@]+)", dockerfile.read_text())
+        assert versions == [make_version], f"{dockerfile}: uv {versions}, Makefile {make_version}"
+    for package in PACKAGES.values():
+        [requirement] = package["build-system"]["requires"]
+        assert requirement.startswith("uv_build"), requirement
+
+
+def test_base_images_are_pinned(compose: dict[str, Any]) -> None:
+    """A digest, or an exact version tag until a host that can pull records the digest."""
+    exact = re.compile(r"(@sha256:[0-9a-f]{64}$)|(:v?\d+\.\d+\.\d+[^:@]*$)")
+    images = [s["image"] for s in compose["services"].values() if "build" not in s]
+    images = [i for i in images if not i.startswith("genstack/")]
+    for dockerfile in DOCKERFILES:
+        images += re.findall(r"^ARG \w+_IMAGE=(\S+)$", dockerfile.read_text(), re.M)
+    assert images
+    for image in images:
+        assert exact.search(image), f"{image} is not pinned to a digest or an exact version"
 
 
 def test_dockerfiles_run_as_non_root_with_exec_form_entrypoint() -> None:

@@ -3,6 +3,7 @@ Dockerfile are checked in test_config_and_images.py)."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ def gateway_service() -> dict[str, Any]:
 
 def test_gateway_service() -> None:
     gateway = gateway_service()
-    assert gateway["build"]["dockerfile"] == "services/gateway/Dockerfile"
+    assert gateway["build"]["dockerfile"] == "docker/python-service.Dockerfile"
     assert any(str(p).endswith(":8080") for p in gateway["ports"])
     assert gateway["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "/readyz" in " ".join(gateway["healthcheck"]["test"])
@@ -30,7 +31,15 @@ def test_gateway_service() -> None:
 
 
 def test_gateway_image_runs_its_console_script() -> None:
-    dockerfile = (ROOT / "services" / "gateway" / "Dockerfile").read_text()
-    assert "--package genstack-gateway" in dockerfile
-    assert 'ENTRYPOINT ["genstack-gateway"]' in dockerfile and 'CMD ["serve"]' in dockerfile
-    assert "EXPOSE 8080" in dockerfile
+    """The shared CPU-service Dockerfile, built for genstack-gateway: its console script, the
+    `serve` command, the port the server listens on and the readiness probe."""
+    gateway = gateway_service()
+    args = gateway["build"]["args"]
+    assert args == {"PACKAGE": "genstack-gateway", "PORT": "8080", "HEALTH_PATH": "/readyz"}
+    assert gateway["command"] == ["serve"]
+    assert gateway["environment"]["GATEWAY_PORT"] == args["PORT"]
+    scripts = tomllib.loads((ROOT / "services/gateway/pyproject.toml").read_text())["project"]
+    assert scripts["scripts"]["genstack-gateway"] == "genstack.gateway.cli:main"
+    dockerfile = (ROOT / "docker" / "python-service.Dockerfile").read_text()
+    assert "EXPOSE ${PORT}" in dockerfile
+    assert "GENSTACK_HEALTH_URL=http://127.0.0.1:${PORT}${HEALTH_PATH}" in dockerfile

@@ -44,10 +44,17 @@ def test_the_worker_runs_the_same_image_against_the_server(services: dict[str, A
     assert QUEUE == "tts.xtts"
 
 
-def test_the_image_serves_on_the_port_its_health_check_probes() -> None:
-    text = (ROOT / "services/xtts/Dockerfile").read_text()
+def test_the_image_serves_on_the_port_its_health_check_probes(services: dict[str, Any]) -> None:
+    build = services["xtts"]["build"]
+    assert build["dockerfile"] == "docker/torch-service.Dockerfile"
+    assert build["args"] == {"PACKAGE": "genstack-xtts", "PORT": str(XttsSettings().xtts_port)}
+    text = (ROOT / build["dockerfile"]).read_text()
     final = text[text.rfind("\nFROM ") :]
     assert "pytorch/pytorch:2.6.0-cuda12.4" in text
     assert re.search(r"^USER 10001:10001$", final, re.M)
-    assert "XTTS_PORT=8020" in final and "127.0.0.1:8020/healthz" in final
-    assert re.search(r'^ENTRYPOINT \["genstack-xtts"\]$', final, re.M)
+    assert "EXPOSE ${PORT}" in final
+    assert "GENSTACK_HEALTH_URL=http://127.0.0.1:${PORT}${HEALTH_PATH}" in final
+    assert re.search(r"^ARG HEALTH_PATH=/healthz$", final, re.M)
+    # The entrypoint is the package's console script, linked under one name.
+    assert re.search(r'^ENTRYPOINT \["genstack-service"\]$', final, re.M)
+    assert 'ln -s "/opt/venv/bin/${PACKAGE}" /usr/local/bin/genstack-service' in final

@@ -119,7 +119,7 @@ def test_an_incomplete_folder_is_provisioned_or_fails_naming_what_is_missing(
 
     fetched: list[Path] = []
 
-    def provision(model_dir: Path) -> None:  # the hook genstack.core.provision fills
+    def provision(model_dir: Path) -> None:  # the hook genstack.provision fills
         fetched.append(model_dir)
         for name in CHECKPOINT_FILES:
             shutil.copy(tiny_checkpoint / name, model_dir / name)

@@ -16,7 +16,7 @@ from genstack.core.redis_client import connect
 from genstack.core.storage import StorageError, storage_from_settings
 from genstack.core.uploads import enqueue_upload, upload_queue
 from genstack.uploader.health import HealthServer
-from genstack.uploader.ledger import Ledger
+from genstack.uploader.ledger import UploadLedger
 from genstack.uploader.metrics import UploaderMetrics
 from genstack.uploader.paths import AllowedRoots
 from genstack.uploader.settings import UploaderSettings
@@ -37,7 +37,7 @@ class UploaderApp:
         self.redis = connect(settings.redis_url)
         self.storage = storage_from_settings(settings, parallel_files=settings.upload_workers)
         self.metrics = UploaderMetrics()
-        self.ledger = Ledger(self.redis, settings.node_id)
+        self.ledger = UploadLedger(self.redis, settings.node_id)
         self.roots = AllowedRoots(settings.roots, settings.upload_extensions)
         self.stopping = threading.Event()
         self.worker_ready = threading.Event()

@@ -31,7 +31,7 @@ class LedgerEntry(BaseModel):
     uploaded_at: float
 
 
-class Ledger:
+class UploadLedger:
     def __init__(self, redis: Redis, node_id: str, *, prefix: str = "genstack") -> None:
         self.redis = redis
         base = f"{prefix}:upload:{node_id}"

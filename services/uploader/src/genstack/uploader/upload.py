@@ -25,7 +25,7 @@ from genstack.core.jobs import Artifact, JobError, JobStatus
 from genstack.core.jobstore import InvalidTransitionError, JobNotFoundError, JobStore
 from genstack.core.storage import MultipartHooks, ObjectInfo, Storage
 from genstack.core.uploads import UploadRequest, date_of, object_key
-from genstack.uploader.ledger import Ledger, LedgerEntry
+from genstack.uploader.ledger import LedgerEntry, UploadLedger
 from genstack.uploader.metrics import UploaderMetrics
 from genstack.uploader.paths import AllowedRoots, PathRefusedError, ResolvedPath
 
@@ -85,7 +85,7 @@ class FileUploader:
         *,
         roots: AllowedRoots,
         storage: Storage,
-        ledger: Ledger,
+        ledger: UploadLedger,
         jobs: JobStore,
         metrics: UploaderMetrics,
         key_prefix: str = "outputs",

@@ -36,7 +36,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from genstack.uploader.ledger import Ledger
+from genstack.uploader.ledger import UploadLedger
 from genstack.uploader.paths import AllowedRoots, PathRefusedError
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Watcher:
     def __init__(
         self,
         roots: AllowedRoots,
-        ledger: Ledger,
+        ledger: UploadLedger,
         enqueue: Enqueue,
         *,
         settle_s: float,

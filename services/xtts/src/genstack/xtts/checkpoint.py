@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from genstack.core.provision import ensure_models
-from genstack.core.provision.errors import ProvisionError
+from genstack.provision import ensure_models
+from genstack.provision.errors import ProvisionError
 
 log = logging.getLogger(__name__)
 

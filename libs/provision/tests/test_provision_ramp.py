@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from genstack.core.provision.downloader import Downloader, DownloaderConfig
+from genstack.provision.downloader import Downloader, DownloaderConfig
 
 
 def run(rate_for: Callable[[int], float], seconds: int = 10) -> list[int]:
@@ -51,7 +51,7 @@ def test_part_files_reserve_their_blocks_up_front(tmp_path: object) -> None:
     import os
     from pathlib import Path
 
-    from genstack.core.provision.downloader import _allocate
+    from genstack.provision.downloader import _allocate
 
     path = Path(str(tmp_path)) / "x.part"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from genstack.core.gpu import GpuProfile
-from genstack.core.provision import (
+from genstack.provision import (
     DiskSpaceError,
     DownloadError,
     DownloadInterruptedError,
@@ -23,8 +22,9 @@ from genstack.core.provision import (
     ensure_models,
     parse_manifest,
 )
-from genstack.core.provision import api as provision_api
-from genstack.core.provision.progress import NullProgress
+from genstack.provision import ensure as provision_ensure
+from genstack.provision.gpu import GpuProfile
+from genstack.provision.progress import NullProgress
 from genstack.testing.file_server import Fault, FileServer, add_hf_file, add_hf_tree, sha256
 
 MiB = 2**20
@@ -125,7 +125,7 @@ def test_multi_file_manifest_downloads_verifies_renames_then_restart_does_nothin
     def no_hashing(path: Path) -> str:
         raise AssertionError(f"{path} was hashed again")
 
-    monkeypatch.setattr(provision_api, "_sha256_file", no_hashing)
+    monkeypatch.setattr(provision_ensure, "_sha256_file", no_hashing)
     started = time.monotonic()
     again = ensure_models(m, models_root, env, profile=gpu24)
     elapsed = time.monotonic() - started
@@ -556,8 +556,8 @@ def test_pin_fills_in_exact_sizes_sha256s_and_commits(
     env: dict[str, str],
     gpu24: GpuProfile,
 ) -> None:
-    from genstack.core.provision.pin import pin_manifest
-    from genstack.core.provision.settings import ProvisionSettings
+    from genstack.provision.pin import pin_manifest
+    from genstack.provision.settings import ProvisionSettings
 
     commit = "0" * 40  # what the fake hub answers as X-Repo-Commit
     weights, config = os.urandom(2 * MiB), b'{"a": 1}'
@@ -652,7 +652,7 @@ def test_a_read_only_root_is_used_as_it_is_when_complete(
 ) -> None:
     # As root the tests cannot make a folder read-only; the check of the filesystem is the
     # only thing replaced here.
-    monkeypatch.setattr(provision_api, "_writable", lambda root: False)
+    monkeypatch.setattr(provision_ensure, "_writable", lambda root: False)
     m = manifest("""
   - id: model
     source: hf://org/x/model.pth@main

@@ -2,7 +2,7 @@
 
 Services call :func:`ensure_models` at start-up::
 
-    from genstack.core.provision import ensure_models
+    from genstack.provision import ensure_models
 
     ensure_models("xtts", settings.xtts_model_dir)            # a catalogue manifest
     ensure_models("comfyui", models_dir, env=os.environ)      # reads ENABLE_*, *_MODEL, ...
@@ -10,14 +10,14 @@ Services call :func:`ensure_models` at start-up::
 See docs/provisioning.md for the manifest format, the catalogue and every variable.
 """
 
-from genstack.core.provision.api import (
+from genstack.provision.ensure import (
     ProvisionReport,
     ensure_models,
     plan_models,
     provision,
     resolve_manifest,
 )
-from genstack.core.provision.errors import (
+from genstack.provision.errors import (
     ChecksumError,
     DiskSpaceError,
     DownloadError,
@@ -26,7 +26,7 @@ from genstack.core.provision.errors import (
     SourceError,
     VariableError,
 )
-from genstack.core.provision.manifest import (
+from genstack.provision.manifest import (
     CATALOG_NAMES,
     Manifest,
     ManifestError,
@@ -35,8 +35,8 @@ from genstack.core.provision.manifest import (
     load_manifest,
     parse_manifest,
 )
-from genstack.core.provision.plan import Plan, Target
-from genstack.core.provision.settings import ProvisionSettings
+from genstack.provision.plan import Plan, Target
+from genstack.provision.settings import ProvisionSettings
 
 __all__ = [
     "CATALOG_NAMES",

@@ -1,4 +1,4 @@
-"""Fixtures for genstack.core's tests: loopback file servers standing in for the hubs."""
+"""Fixtures for genstack.provision's tests: loopback file servers standing in for the hubs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from genstack.core.gpu import GpuInfo, GpuProfile, resolve_profile
+from genstack.provision.gpu import GpuInfo, GpuProfile, resolve_profile
 from genstack.testing.file_server import FileServer
 
 

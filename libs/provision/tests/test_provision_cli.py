@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from genstack.core.provision import parse_manifest
-from genstack.core.provision.plan import part_bytes
+from genstack.provision import parse_manifest
+from genstack.provision.plan import part_bytes
 from genstack.testing.file_server import FileServer, add_hf_file, sha256
 from genstack.testing.plugin import StartServiceProcess
 from genstack.testing.process import console_script
@@ -134,6 +134,25 @@ def test_dry_run_json_lists_rows_sizes_and_disk() -> None:
     assert plan["gpu"]["tier"] == "consumer"
     assert plan["disks"][0]["fits"] is True
     assert all(row["vram"] in ("ok", "-") for row in plan["rows"])
+
+
+def test_each_manifest_goes_to_its_own_root_variable_unless_models_dir_is_given() -> None:
+    """xtts declares `root: {env: XTTS_MODEL_DIR}`; comfyui has no root, so MODELS_DIR."""
+    env = {"XTTS_MODEL_DIR": "/tmp/x-xtts", "MODELS_DIR": "/tmp/x-models"}
+    args = ("--dry-run", "--json", "--vram-gb", "12", "-m", "xtts", "-m", "comfyui")
+    result = run_cli(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    dests = {row["manifest"]: Path(row["dest"]) for row in json.loads(result.stdout)["rows"]}
+    assert dests["xtts"].parent == Path("/tmp/x-xtts")
+    assert Path("/tmp/x-models") in dests["comfyui"].parents
+    chatterbox = run_cli("--dry-run", "--json", "-m", "chatterbox", env={})
+    assert chatterbox.returncode == 0, chatterbox.stderr
+    rows = json.loads(chatterbox.stdout)["rows"]
+    assert {Path(row["dest"]).parent for row in rows} == {Path("/data/models/chatterbox")}
+    forced = run_cli(*args, "--models-dir", "/tmp/x-all", env=env)
+    assert {Path(row["dest"]).parts[:3] for row in json.loads(forced.stdout)["rows"]} == {
+        ("/", "tmp", "x-all")
+    }
 
 
 def test_gpu_command_prints_json_and_no_gpu_is_not_a_crash() -> None:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Ledger", "LedgerRecord", "SnapshotFile", "fsync_dir", "provision_lock"]
+__all__ = ["LedgerRecord", "ModelLedger", "SnapshotFile", "fsync_dir", "provision_lock"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class SnapshotFile:
     sha256: str | None
 
 
-class Ledger:
+class ModelLedger:
     """Verified files under one models root. Thread-safe; every change is saved at once."""
 
     def __init__(self, root: Path) -> None:

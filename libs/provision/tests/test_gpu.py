@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from genstack.core.gpu import GpuInfo, detect_gpus, resolve_profile
+from genstack.provision.gpu import GpuInfo, detect_gpus, resolve_profile
 
 MiB = 2**20
 
@@ -26,7 +26,7 @@ class Card:
 
 
 class FakeNvml:
-    """The pynvml surface genstack.core.gpu uses."""
+    """The pynvml surface genstack.provision.gpu uses."""
 
     NVMLError = FakeNVMLError
 

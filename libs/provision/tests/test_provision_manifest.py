@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from genstack.core.gpu import resolve_profile
-from genstack.core.provision import ManifestError, VariableError, parse_manifest
-from genstack.core.provision.conditions import Condition, ConditionError
-from genstack.core.provision.manifest import (
+from genstack.provision import ManifestError, VariableError, parse_manifest
+from genstack.provision.conditions import Condition, ConditionError
+from genstack.provision.gpu import resolve_profile
+from genstack.provision.manifest import (
     CivitaiSource,
     HfSource,
     UrlSource,
     parse_size,
     parse_source,
 )
-from genstack.core.provision.plan import resolve_variables, select_entries
+from genstack.provision.plan import resolve_variables, select_entries
 
 HEADER = """schema: 1
 name: t

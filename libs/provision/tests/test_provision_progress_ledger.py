@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from genstack.core.provision.ledger import Ledger, SnapshotFile
-from genstack.core.provision.progress import LogProgress, RichProgress, make_progress
+from genstack.provision.ledger import ModelLedger, SnapshotFile
+from genstack.provision.progress import LogProgress, RichProgress, make_progress
 
 
 def test_log_progress_writes_periodic_lines(caplog: pytest.LogCaptureFixture) -> None:
@@ -41,11 +41,11 @@ def test_auto_progress_is_log_lines_off_a_terminal() -> None:
 
 def test_ledger_survives_reload_and_detects_changes(tmp_path: Path) -> None:
     (tmp_path / "f.bin").write_bytes(b"abc")
-    ledger = Ledger(tmp_path)
+    ledger = ModelLedger(tmp_path)
     ledger.record("f.bin", "ab" * 32, "hf://o/r/f.bin@main", "hub")
     ledger.set_snapshot("hf://o/r@main|", [SnapshotFile("x.json", 2, None)])
 
-    again = Ledger(tmp_path)
+    again = ModelLedger(tmp_path)
     assert again.check("f.bin", "hf://o/r/f.bin@main", None) is not None
     assert again.check("f.bin", "hf://o/r/f.bin@main", "ab" * 32) is not None
     assert again.check("f.bin", "hf://o/r/f.bin@main", "cd" * 32) is None  # pinned elsewhere
@@ -61,11 +61,11 @@ def test_a_corrupt_ledger_means_hashing_again_not_a_crash(
 ) -> None:
     (tmp_path / ".genstack").mkdir()
     (tmp_path / ".genstack/ledger.json").write_text("{not json")
-    ledger = Ledger(tmp_path)
+    ledger = ModelLedger(tmp_path)
     assert ledger.get("anything") is None
     assert "ignoring unreadable ledger" in caplog.text
     (tmp_path / ".genstack/ledger.json").write_text(json.dumps({"version": 99}))
-    assert Ledger(tmp_path).get("x") is None
+    assert ModelLedger(tmp_path).get("x") is None
 
 
 def test_rich_progress_draws_bars_and_reports_files() -> None:

@@ -48,14 +48,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from genstack.core.provision.errors import (
+from genstack.provision.errors import (
     ChecksumError,
     DownloadError,
     DownloadInterruptedError,
 )
-from genstack.core.provision.http import HostToken, HttpError, Response, Session, safe_url
-from genstack.core.provision.ledger import fsync_dir
-from genstack.core.provision.progress import NullProgress, Progress
+from genstack.provision.http import HostToken, HttpError, Response, Session, safe_url
+from genstack.provision.ledger import fsync_dir
+from genstack.provision.progress import NullProgress, Progress
 
 __all__ = ["DownloadItem", "DownloadResult", "Downloader", "DownloaderConfig", "part_paths"]
 
@@ -135,7 +135,7 @@ class _Piece:
 
 
 @dataclass
-class _Job:
+class _FileFetch:
     item: DownloadItem
     part: Path
     state: Path
@@ -222,8 +222,8 @@ class Downloader:
         self.stop = stop or threading.Event()
         self.bytes_fetched = 0
         self._cond = threading.Condition()
-        self._pending: deque[_Job] = deque()
-        self._active: list[_Job] = []
+        self._pending: deque[_FileFetch] = deque()
+        self._active: list[_FileFetch] = []
         self._results: list[DownloadResult] = []
         self._failures: list[tuple[str, str]] = []
         self._remaining = 0
@@ -247,14 +247,14 @@ class Downloader:
         """
         if not items:
             return []
-        jobs = [_Job(item, *part_paths(item.dest)) for item in items]
+        fetches = [_FileFetch(item, *part_paths(item.dest)) for item in items]
         with self._cond:
-            self._pending.extend(jobs)
-            self._remaining = len(jobs)
+            self._pending.extend(fetches)
+            self._remaining = len(fetches)
         self.progress.begin(
             sum(i.size or 0 for i in items),
             len(items),
-            already=sum(self._resumable_bytes(j) for j in jobs),
+            already=sum(self._resumable_bytes(j) for j in fetches),
         )
         workers = [
             threading.Thread(target=self._worker, args=(n,), name=f"dl-{n}", daemon=True)
@@ -268,10 +268,10 @@ class Downloader:
             for thread in workers:
                 while thread.is_alive():
                     thread.join(timeout=0.5)
-            for job in jobs:
-                if job.hasher_thread is not None:
-                    while job.hasher_thread.is_alive():
-                        job.hasher_thread.join(timeout=0.5)
+            for fetch in fetches:
+                if fetch.hasher_thread is not None:
+                    while fetch.hasher_thread.is_alive():
+                        fetch.hasher_thread.join(timeout=0.5)
         except KeyboardInterrupt:
             self.stop.set()
             raise
@@ -279,8 +279,8 @@ class Downloader:
             self._finished.set()
             with self._cond:
                 self._cond.notify_all()
-            for job in jobs:
-                self._close_job(job)
+            for fetch in fetches:
+                self._close_fetch(fetch)
         if self._failures:
             raise DownloadError(self._failures)
         if self._remaining:
@@ -292,7 +292,7 @@ class Downloader:
 
     # ------------------------------------------------------------------ scheduling
 
-    def _next_work(self, worker: int) -> tuple[_Job, _Piece] | None:
+    def _next_work(self, worker: int) -> tuple[_FileFetch, _Piece] | None:
         with self._cond:
             while True:
                 if self.stop.is_set() or self._remaining == 0:
@@ -302,39 +302,39 @@ class Downloader:
                     continue
                 now = time.monotonic()
                 wake = now + 0.5
-                for job in self._active:
-                    if job.failed or job.finished:
+                for fetch in self._active:
+                    if fetch.failed or fetch.finished:
                         continue
-                    for piece in job.pieces:
+                    for piece in fetch.pieces:
                         if piece.claimed or piece.complete:
                             continue
                         if piece.not_before > now:
                             wake = min(wake, piece.not_before)
                             continue
                         piece.claimed = True
-                        job.in_flight += 1
-                        return job, piece
+                        fetch.in_flight += 1
+                        return fetch, piece
                 waiting = sum(1 for j in self._active if j.unclaimed() and not j.failed)
                 if self._pending and waiting < self.config.max_files:
-                    job = self._pending.popleft()
+                    fetch = self._pending.popleft()
                     try:
-                        self._open_job(job)
+                        self._open_fetch(fetch)
                     except OSError as exc:
-                        self._fail_locked(job, f"cannot write {job.part}: {exc}")
+                        self._fail_locked(fetch, f"cannot write {fetch.part}: {exc}")
                         continue
-                    self._active.append(job)
+                    self._active.append(fetch)
                     continue
                 self._cond.wait(timeout=max(0.01, wake - now))
 
-    def _release(self, job: _Job, piece: _Piece, error: _RetryError | None) -> None:
+    def _release(self, fetch: _FileFetch, piece: _Piece, error: _RetryError | None) -> None:
         with self._cond:
             piece.claimed = False
-            job.in_flight -= 1
-            if error is not None and not job.failed:
+            fetch.in_flight -= 1
+            if error is not None and not fetch.failed:
                 piece.attempts += 1
                 if piece.attempts > self.config.retries:
                     self._fail_locked(
-                        job,
+                        fetch,
                         f"gave up after {piece.attempts} attempts at bytes "
                         f"{piece.start + piece.done}-: {error}",
                     )
@@ -346,25 +346,25 @@ class Downloader:
                     piece.not_before = time.monotonic() + delay
                     log.info(
                         "retrying %s in %.1fs (attempt %d/%d): %s",
-                        job.key,
+                        fetch.key,
                         delay,
                         piece.attempts + 1,
                         self.config.retries + 1,
                         error,
                     )
             self._cond.notify_all()
-        with job.cond:
-            job.cond.notify_all()
+        with fetch.cond:
+            fetch.cond.notify_all()
 
-    def _fail_locked(self, job: _Job, reason: str) -> None:
-        if job.failed or job.finished:
+    def _fail_locked(self, fetch: _FileFetch, reason: str) -> None:
+        if fetch.failed or fetch.finished:
             return
-        job.failed = reason
-        self._failures.append((job.key, reason))
+        fetch.failed = reason
+        self._failures.append((fetch.key, reason))
         self._remaining -= 1
-        self.progress.file_failed(job.key, reason)
-        with job.cond:
-            job.cond.notify_all()
+        self.progress.file_failed(fetch.key, reason)
+        with fetch.cond:
+            fetch.cond.notify_all()
         self._cond.notify_all()
 
     # ------------------------------------------------------------------ files
@@ -375,12 +375,12 @@ class Downloader:
         per = size // (max(1, self.config.connections) * 16)
         return min(128 * 2**20, max(16 * 2**20, per))
 
-    def _header(self, job: _Job, piece_size: int) -> bytes:
+    def _header(self, fetch: _FileFetch, piece_size: int) -> bytes:
         header = json.dumps(
             {
                 "v": 1,
-                "identity": job.item.identity,
-                "size": job.item.size,
+                "identity": fetch.item.identity,
+                "size": fetch.item.size,
                 "piece_size": piece_size,
             },
             sort_keys=True,
@@ -389,19 +389,19 @@ class Downloader:
             raise OSError("state header too long")
         return header.ljust(STATE_HEADER - 1) + b"\n"
 
-    def _resumable_bytes(self, job: _Job) -> int:
-        """Bytes a previous run left in job's part (0 if it cannot be resumed)."""
-        item = job.item
+    def _resumable_bytes(self, fetch: _FileFetch) -> int:
+        """Bytes a previous run left in fetch's part (0 if it cannot be resumed)."""
+        item = fetch.item
         if item.size is None or not item.ranges:
             return 0
         try:
-            with job.state.open("rb") as f:
+            with fetch.state.open("rb") as f:
                 blob = f.read()
         except OSError:
             return 0
         piece_size = self._piece_size(item.size)
         try:
-            expected = self._header(job, piece_size)
+            expected = self._header(fetch, piece_size)
         except OSError:
             return 0
         if blob[:STATE_HEADER] != expected:
@@ -410,65 +410,65 @@ class Downloader:
         done = struct.unpack(f"<{count}q", blob[STATE_HEADER : STATE_HEADER + 8 * count])
         return sum(max(0, d) for d in done)
 
-    def _open_job(self, job: _Job) -> None:
-        item = job.item
+    def _open_fetch(self, fetch: _FileFetch) -> None:
+        item = fetch.item
         item.dest.parent.mkdir(parents=True, exist_ok=True)
-        job.size = item.size
-        job.ranges = item.ranges and item.size is not None
+        fetch.size = item.size
+        fetch.ranges = item.ranges and item.size is not None
         piece_size = self._piece_size(item.size) if item.size else 0
         pieces: list[_Piece] = []
-        if job.size is None or not job.ranges or job.size == 0:
-            pieces = [_Piece(0, 0, job.size)]
+        if fetch.size is None or not fetch.ranges or fetch.size == 0:
+            pieces = [_Piece(0, 0, fetch.size)]
         else:
-            for index, start in enumerate(range(0, job.size, piece_size)):
-                pieces.append(_Piece(index, start, min(start + piece_size, job.size)))
-        header = self._header(job, piece_size)
+            for index, start in enumerate(range(0, fetch.size, piece_size)):
+                pieces.append(_Piece(index, start, min(start + piece_size, fetch.size)))
+        header = self._header(fetch, piece_size)
         resumed = False
-        if job.ranges and job.part.exists() and job.state.exists():
+        if fetch.ranges and fetch.part.exists() and fetch.state.exists():
             with contextlib.suppress(OSError):
-                blob = job.state.read_bytes()
+                blob = fetch.state.read_bytes()
                 if (
                     blob[:STATE_HEADER] == header
                     and len(blob) == STATE_HEADER + 8 * len(pieces)
-                    and job.part.stat().st_size == job.size
+                    and fetch.part.stat().st_size == fetch.size
                 ):
                     done = struct.unpack(f"<{len(pieces)}q", blob[STATE_HEADER:])
                     for piece, value in zip(pieces, done, strict=True):
                         length = piece.length or 0
                         piece.done = min(max(0, value), length)
                     resumed = True
-        job.pieces = pieces
+        fetch.pieces = pieces
         if resumed:
-            job.fd = os.open(job.part, os.O_RDWR)
-            job.state_fd = os.open(job.state, os.O_RDWR)
+            fetch.fd = os.open(fetch.part, os.O_RDWR)
+            fetch.state_fd = os.open(fetch.state, os.O_RDWR)
         else:
-            self._fresh_files(job, header)
+            self._fresh_files(fetch, header)
         already = sum(p.done for p in pieces)
-        self.progress.file_started(job.key, job.size, already)
-        job.hasher_thread = threading.Thread(
-            target=self._hash_and_finish, args=(job,), name=f"hash-{job.key}"[:60], daemon=True
+        self.progress.file_started(fetch.key, fetch.size, already)
+        fetch.hasher_thread = threading.Thread(
+            target=self._hash_and_finish, args=(fetch,), name=f"hash-{fetch.key}"[:60], daemon=True
         )
-        job.hasher_thread.start()
+        fetch.hasher_thread.start()
 
-    def _fresh_files(self, job: _Job, header: bytes) -> None:
-        for fd in (job.fd, job.state_fd):
+    def _fresh_files(self, fetch: _FileFetch, header: bytes) -> None:
+        for fd in (fetch.fd, fetch.state_fd):
             if fd >= 0:
                 os.close(fd)
-        job.fd = os.open(job.part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        if job.size:
-            _allocate(job.fd, job.size)
-        job.state_fd = os.open(job.state, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.pwrite(job.state_fd, header + bytes(8 * len(job.pieces)), 0)
-        for piece in job.pieces:
+        fetch.fd = os.open(fetch.part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        if fetch.size:
+            _allocate(fetch.fd, fetch.size)
+        fetch.state_fd = os.open(fetch.state, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.pwrite(fetch.state_fd, header + bytes(8 * len(fetch.pieces)), 0)
+        for piece in fetch.pieces:
             piece.done = 0
 
-    def _close_job(self, job: _Job) -> None:
+    def _close_fetch(self, fetch: _FileFetch) -> None:
         for name in ("fd", "state_fd"):
-            fd = getattr(job, name)
+            fd = getattr(fetch, name)
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-                setattr(job, name, -1)
+                setattr(fetch, name, -1)
 
     # ------------------------------------------------------------------ workers
 
@@ -484,10 +484,10 @@ class Downloader:
                 work = self._next_work(index)
                 if work is None:
                     return
-                job, piece = work
+                fetch, piece = work
                 error: _RetryError | None = None
                 try:
-                    self._fetch_piece(session, job, piece, buffer)
+                    self._fetch_piece(session, fetch, piece, buffer)
                 except _RetryError as exc:
                     error = exc
                 except _StoppedError:
@@ -496,66 +496,70 @@ class Downloader:
                     error = _RetryError(str(exc))
                 except _FatalError as exc:
                     with self._cond:
-                        self._fail_locked(job, str(exc))
+                        self._fail_locked(fetch, str(exc))
                 except OSError as exc:
                     with self._cond:
-                        self._fail_locked(job, f"cannot write {job.part}: {exc}")
-                self._release(job, piece, error)
+                        self._fail_locked(fetch, f"cannot write {fetch.part}: {exc}")
+                self._release(fetch, piece, error)
         finally:
             session.close()
 
-    def _fetch_piece(self, session: Session, job: _Job, piece: _Piece, buffer: memoryview) -> None:
+    def _fetch_piece(
+        self, session: Session, fetch: _FileFetch, piece: _Piece, buffer: memoryview
+    ) -> None:
         start = piece.start + piece.done
         headers: dict[str, str] = {}
-        if job.ranges:
+        if fetch.ranges:
             assert piece.end is not None
             if start >= piece.end:
                 return
             headers["Range"] = f"bytes={start}-{piece.end - 1}"
         elif piece.done:
             # No ranges: the body starts over, and so does the file.
-            self.progress.file_rewound(job.key, piece.done)
+            self.progress.file_rewound(fetch.key, piece.done)
             piece.done = 0
-        url = job.final_url or job.item.url
+        url = fetch.final_url or fetch.item.url
         response = session.request("GET", url, headers)
         complete = False
         try:
             status = response.status
-            if status in _REFRESH_STATUS and job.final_url is not None:
-                job.final_url = None
+            if status in _REFRESH_STATUS and fetch.final_url is not None:
+                fetch.final_url = None
                 raise _RetryError(f"HTTP {status} from the redirect target; resolving it again", 0)
             if status in _RETRYABLE_STATUS:
                 raise _RetryError(
                     f"HTTP {status}", _retry_after(response.headers.get("Retry-After"))
                 )
             if status == 206:
-                self._check_range(job, response.headers.get("Content-Range", ""), start, piece)
+                self._check_range(fetch, response.headers.get("Content-Range", ""), start, piece)
             elif status == 200:
-                if job.ranges and not (start == 0 and piece.end == job.size):
+                if fetch.ranges and not (start == 0 and piece.end == fetch.size):
                     raise _RetryError("server ignored the Range header (answered 200)")
             else:
                 raise _FatalError(f"HTTP {status} from {safe_url(response.url)}")
-            if response.hops and job.final_url is None:
-                job.final_url = response.url
-            self._stream(job, piece, response, buffer)
+            if response.hops and fetch.final_url is None:
+                fetch.final_url = response.url
+            self._stream(fetch, piece, response, buffer)
             complete = True
         finally:
             response.close(reuse=complete)
 
-    def _check_range(self, job: _Job, value: str, start: int, piece: _Piece) -> None:
+    def _check_range(self, fetch: _FileFetch, value: str, start: int, piece: _Piece) -> None:
         match = _CONTENT_RANGE.match(value.strip())
         if not match:
             raise _RetryError(f"bad Content-Range {value!r}")
         first, _last, total = match.groups()
-        if total != "*" and job.size is not None and int(total) != job.size:
+        if total != "*" and fetch.size is not None and int(total) != fetch.size:
             raise _FatalError(
-                f"the remote file changed size during the download ({job.size} -> {total}); "
+                f"the remote file changed size during the download ({fetch.size} -> {total}); "
                 "run again to start it over"
             )
         if int(first) != start:
             raise _RetryError(f"asked for bytes from {start}, got {value!r}")
 
-    def _stream(self, job: _Job, piece: _Piece, response: Response, buffer: memoryview) -> None:
+    def _stream(
+        self, fetch: _FileFetch, piece: _Piece, response: Response, buffer: memoryview
+    ) -> None:
         transfer = _Transfer(response.socket)
         ident = threading.get_ident()
         with self._transfers_lock:
@@ -566,7 +570,7 @@ class Downloader:
         since_notify = 0
         try:
             while True:
-                if self.stop.is_set() or job.failed:
+                if self.stop.is_set() or fetch.failed:
                     raise _StoppedError
                 want = buffer
                 if piece.end is not None:
@@ -588,26 +592,26 @@ class Downloader:
                     if piece.end is None:
                         # A body of unknown length ended: now the piece (the file) has a size.
                         piece.end = position
-                        job.size = position
-                        job.eof = True
+                        fetch.size = position
+                        fetch.eof = True
                         break
                     raise _RetryError(f"connection closed at byte {position}")
                 written = 0
                 while written < n:
-                    written += os.pwrite(job.fd, want[written:n], position + written)
+                    written += os.pwrite(fetch.fd, want[written:n], position + written)
                 position += n
                 piece.done += n
                 # After the data: a kill between the two loses this chunk, never more.
-                os.pwrite(job.state_fd, struct.pack("<q", piece.done), slot)
+                os.pwrite(fetch.state_fd, struct.pack("<q", piece.done), slot)
                 transfer.bytes += n
-                job.fetched += n
+                fetch.fetched += n
                 self.bytes_fetched += n
-                self.progress.advance(job.key, n)
+                self.progress.advance(fetch.key, n)
                 since_notify += n
                 if since_notify >= notify_every:
                     since_notify = 0
-                    with job.cond:
-                        job.cond.notify_all()
+                    with fetch.cond:
+                        fetch.cond.notify_all()
         finally:
             with self._transfers_lock:
                 self._transfers.pop(ident, None)
@@ -656,94 +660,94 @@ class Downloader:
 
     # ------------------------------------------------------------------ verification
 
-    def _hash_and_finish(self, job: _Job) -> None:
+    def _hash_and_finish(self, fetch: _FileFetch) -> None:
         try:
-            self._hash_loop(job)
+            self._hash_loop(fetch)
         except Exception as exc:
-            log.exception("verifying %s failed", job.key)
+            log.exception("verifying %s failed", fetch.key)
             with self._cond:
-                self._fail_locked(job, f"verification failed: {exc}")
+                self._fail_locked(fetch, f"verification failed: {exc}")
 
-    def _hash_loop(self, job: _Job) -> None:
+    def _hash_loop(self, fetch: _FileFetch) -> None:
         buffer = bytearray(8 * 2**20)
         view = memoryview(buffer)
         while True:
             hasher = hashlib.sha256()
             position = 0
             while True:
-                with job.cond:
+                with fetch.cond:
                     while True:
-                        if job.failed or self.stop.is_set():
+                        if fetch.failed or self.stop.is_set():
                             return
-                        target = job.prefix()
-                        settled = job.all_complete() and job.in_flight == 0
+                        target = fetch.prefix()
+                        settled = fetch.all_complete() and fetch.in_flight == 0
                         if target > position or settled:
                             break
-                        job.cond.wait(timeout=0.2)
+                        fetch.cond.wait(timeout=0.2)
                 while position < target:
-                    n = os.preadv(job.fd, [view[: min(len(buffer), target - position)]], position)
+                    n = os.preadv(fetch.fd, [view[: min(len(buffer), target - position)]], position)
                     if n <= 0:
-                        raise OSError(f"short read of {job.part} at {position}")
+                        raise OSError(f"short read of {fetch.part} at {position}")
                     hasher.update(view[:n])
                     position += n
                 with self._cond:
-                    complete = job.all_complete() and job.in_flight == 0
-                if complete and position >= job.prefix():
+                    complete = fetch.all_complete() and fetch.in_flight == 0
+                if complete and position >= fetch.prefix():
                     break
             digest = hasher.hexdigest()
-            expected = job.item.sha256
-            size_ok = job.item.size is None or position == job.item.size
+            expected = fetch.item.sha256
+            size_ok = fetch.item.size is None or position == fetch.item.size
             if (expected is None or digest == expected) and size_ok:
-                self._finish(job, digest, position)
+                self._finish(fetch, digest, position)
                 return
-            got = digest if size_ok else f"{position} bytes (expected {job.item.size})"
-            want = expected if size_ok else str(job.item.size)
-            if job.attempt >= self.config.verify_attempts:
-                error = ChecksumError(job.key, want or "?", got, job.attempt)
+            got = digest if size_ok else f"{position} bytes (expected {fetch.item.size})"
+            want = expected if size_ok else str(fetch.item.size)
+            if fetch.attempt >= self.config.verify_attempts:
+                error = ChecksumError(fetch.key, want or "?", got, fetch.attempt)
                 with self._cond:
-                    self._fail_locked(job, error.reason)
+                    self._fail_locked(fetch, error.reason)
                 with contextlib.suppress(OSError):
-                    job.part.unlink()
-                    job.state.unlink()
+                    fetch.part.unlink()
+                    fetch.state.unlink()
                 return
             log.warning(
                 "%s: sha256 mismatch (expected %s, got %s); fetching it again (%d/%d)",
-                job.key,
+                fetch.key,
                 expected,
                 digest,
-                job.attempt + 1,
+                fetch.attempt + 1,
                 self.config.verify_attempts,
             )
-            self.progress.file_state(job.key, "sha256 mismatch, fetching again")
-            self.progress.file_rewound(job.key, position)
+            self.progress.file_state(fetch.key, "sha256 mismatch, fetching again")
+            self.progress.file_rewound(fetch.key, position)
             with self._cond:
-                job.attempt += 1
-                job.final_url = None
-                job.eof = False
-                self._fresh_files(job, self._header(job, self._piece_size(job.size or 0)))
-                for piece in job.pieces:
+                fetch.attempt += 1
+                fetch.final_url = None
+                fetch.eof = False
+                self._fresh_files(fetch, self._header(fetch, self._piece_size(fetch.size or 0)))
+                for piece in fetch.pieces:
                     piece.attempts = 0
                     piece.not_before = 0.0
                 self._cond.notify_all()
 
-    def _finish(self, job: _Job, digest: str, size: int) -> None:
-        self.progress.file_state(job.key, "verified, saving")
+    def _finish(self, fetch: _FileFetch, digest: str, size: int) -> None:
+        self.progress.file_state(fetch.key, "verified, saving")
         if self.config.fsync:
-            os.fsync(job.fd)
-        self._close_job(job)
-        os.replace(job.part, job.item.dest)
+            os.fsync(fetch.fd)
+        self._close_fetch(fetch)
+        os.replace(fetch.part, fetch.item.dest)
         with contextlib.suppress(OSError):
-            job.state.unlink()
-        fsync_dir(job.item.dest.parent)
-        result = DownloadResult(job.item, digest, size, job.fetched, job.attempt)
+            fetch.state.unlink()
+        fsync_dir(fetch.item.dest.parent)
+        result = DownloadResult(fetch.item, digest, size, fetch.fetched, fetch.attempt)
         if self.on_verified is not None:
             self.on_verified(result)
         with self._cond:
-            job.finished = True
+            fetch.finished = True
             self._results.append(result)
             self._remaining -= 1
             self._cond.notify_all()
-        self.progress.file_done(job.key)
+        self.progress.file_done(fetch.key)
 
 
 def _allocate(fd: int, size: int) -> None:

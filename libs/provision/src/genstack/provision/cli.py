@@ -26,19 +26,19 @@ from types import FrameType
 
 import yaml
 
-from genstack.core.gpu import resolve_profile
 from genstack.core.logging import configure_logging
-from genstack.core.provision.api import plan_models, provision, resolve_manifest
-from genstack.core.provision.errors import (
+from genstack.provision.ensure import plan_models, provision, resolve_manifest
+from genstack.provision.errors import (
     DiskSpaceError,
     DownloadInterruptedError,
     ProvisionError,
     VariableError,
 )
-from genstack.core.provision.manifest import CATALOG_NAMES, Manifest, ManifestError
-from genstack.core.provision.pin import pin_manifest
-from genstack.core.provision.plan import Target
-from genstack.core.provision.settings import ProvisionSettings
+from genstack.provision.gpu import resolve_profile
+from genstack.provision.manifest import CATALOG_NAMES, Manifest, ManifestError
+from genstack.provision.pin import pin_manifest
+from genstack.provision.plan import Target
+from genstack.provision.settings import ProvisionSettings
 
 __all__ = ["main"]
 
@@ -79,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         "--models-dir",
         type=Path,
         default=None,
-        help="models root for every selected manifest (default per manifest: MODELS_DIR, "
-        "XTTS_MODEL_DIR, CHATTERBOX_MODEL_DIR)",
+        help="models root for every selected manifest (default: the manifest's root variable, "
+        "e.g. XTTS_MODEL_DIR, CHATTERBOX_MODEL_DIR; MODELS_DIR for one without)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, fetch nothing")
     parser.add_argument("--json", action="store_true", help="the plan (or result) as JSON")
@@ -132,12 +132,13 @@ def _targets(
                 manifests.append(manifest)
     else:
         manifests = [resolve_manifest(n) for n in names]
-    roots = {
-        "comfyui": settings.models_dir,
-        "xtts": settings.xtts_model_dir,
-        "chatterbox": settings.chatterbox_model_dir,
-    }
-    return [Target(m, args.models_dir or roots.get(m.name, settings.models_dir)) for m in manifests]
+
+    def root(manifest: Manifest) -> Path:
+        if args.models_dir is not None:
+            return Path(args.models_dir)
+        return settings.models_dir if manifest.root is None else manifest.root.path(env)
+
+    return [Target(m, root(m)) for m in manifests]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

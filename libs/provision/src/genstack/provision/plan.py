@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from genstack.core.gpu import OFFLOAD_FACTOR, GpuProfile
-from genstack.core.provision.conditions import Value
-from genstack.core.provision.downloader import STATE_HEADER, part_paths
-from genstack.core.provision.errors import VariableError
-from genstack.core.provision.ledger import Ledger
-from genstack.core.provision.manifest import Manifest, ModelEntry, parse_source
-from genstack.core.provision.progress import human_bytes
+from genstack.provision.conditions import Value
+from genstack.provision.downloader import STATE_HEADER, part_paths
+from genstack.provision.errors import VariableError
+from genstack.provision.gpu import OFFLOAD_FACTOR, GpuProfile
+from genstack.provision.ledger import ModelLedger
+from genstack.provision.manifest import Manifest, ModelEntry, parse_source
+from genstack.provision.progress import human_bytes
 
 __all__ = [
     "DiskCheck",
@@ -355,7 +355,7 @@ def build_plan(
     targets: Sequence[Target],
     env: Mapping[str, str],
     profile: GpuProfile,
-    ledgers: Mapping[Path, Ledger],
+    ledgers: Mapping[Path, ModelLedger],
     *,
     keep_free_bytes: int = 2 * 10**9,
 ) -> Plan:
@@ -392,7 +392,7 @@ def build_plan(
     )
 
 
-def _row(target: Target, entry: ModelEntry, ledger: Ledger, profile: GpuProfile) -> PlanRow:
+def _row(target: Target, entry: ModelEntry, ledger: ModelLedger, profile: GpuProfile) -> PlanRow:
     vram = _vram_status(entry, profile)
     name = target.manifest.name
     source = parse_source(entry.source)

@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from genstack.core.provision.conditions import Condition, ConditionError
+from genstack.provision.conditions import Condition, ConditionError
 
 __all__ = [
     "CATALOG_NAMES",
@@ -57,6 +57,7 @@ __all__ = [
     "HfSource",
     "Manifest",
     "ManifestError",
+    "ManifestRoot",
     "ModelEntry",
     "Source",
     "UrlSource",
@@ -210,7 +211,8 @@ class Variable(_Strict):
     choices: tuple[str, ...] | None = None
     auto: bool = Field(
         default=False,
-        description="'auto' is a valid value, resolved from the detected GPU (genstack.core.gpu).",
+        description="'auto' is a valid value, resolved from the detected GPU "
+        "(genstack.provision.gpu).",
     )
     item_pattern: str | None = Field(
         default=None, description="Regex every list item must match (needed for for_each)."
@@ -359,6 +361,17 @@ class ModelEntry(_Strict):
         return self.include is None or any(fnmatch.fnmatchcase(path, g) for g in self.include)
 
 
+class ManifestRoot(_Strict):
+    """Where genstack-provision puts a manifest's files when no --models-dir is given: the
+    folder the service that reads them is configured with (its variable, its default)."""
+
+    env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="e.g. XTTS_MODEL_DIR")
+    default: str = Field(min_length=1, description="The folder when the variable is unset.")
+
+    def path(self, env: Mapping[str, str]) -> Path:
+        return Path(env.get(self.env) or self.default)
+
+
 class Manifest(_Strict):
     schema_: Literal[1] = Field(alias="schema")
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -367,6 +380,10 @@ class Manifest(_Strict):
         default=None,
         description="Bool variable that decides whether `genstack-provision --all` includes "
         "this manifest; a service provisioning its own manifest does not read it.",
+    )
+    root: ManifestRoot | None = Field(
+        default=None,
+        description="genstack-provision's models root for this manifest; without it, MODELS_DIR.",
     )
     variables: dict[str, Variable] = Field(default_factory=dict)
     models: tuple[ModelEntry, ...]
@@ -453,7 +470,7 @@ def load_catalog(name: str) -> Manifest:
     """One of the catalogue manifests shipped with genstack.core (see :data:`CATALOG_NAMES`)."""
     if name not in CATALOG_NAMES:
         raise ValueError(f"no catalogue {name!r}; there are: {', '.join(CATALOG_NAMES)}")
-    resource = resources.files("genstack.core.provision").joinpath(f"catalog/{name}.yaml")
+    resource = resources.files("genstack.provision").joinpath(f"catalog/{name}.yaml")
     return parse_manifest(resource.read_text(encoding="utf-8"), where=f"catalog/{name}.yaml")
 
 

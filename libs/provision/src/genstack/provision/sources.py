@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
-from genstack.core.provision.errors import SourceError
-from genstack.core.provision.http import HttpError, Response, Session, safe_url
-from genstack.core.provision.ledger import SnapshotFile
-from genstack.core.provision.manifest import CivitaiSource, HfSource, UrlSource, parse_source
+from genstack.provision.errors import SourceError
+from genstack.provision.http import HttpError, Response, Session, safe_url
+from genstack.provision.ledger import SnapshotFile
+from genstack.provision.manifest import CivitaiSource, HfSource, UrlSource, parse_source
 
 __all__ = ["Probe", "RemoteFile", "Resolver"]
 

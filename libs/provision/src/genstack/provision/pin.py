@@ -15,10 +15,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from genstack.core.provision.http import Session
-from genstack.core.provision.manifest import HfSource, Manifest, parse_source
-from genstack.core.provision.settings import ProvisionSettings
-from genstack.core.provision.sources import Resolver
+from genstack.provision.http import Session
+from genstack.provision.manifest import HfSource, Manifest, parse_source
+from genstack.provision.settings import ProvisionSettings
+from genstack.provision.sources import Resolver
 
 __all__ = ["pin_manifest"]
 

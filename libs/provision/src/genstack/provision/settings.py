@@ -9,8 +9,8 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from genstack.core.provision.downloader import DownloaderConfig
-from genstack.core.provision.http import HostToken
+from genstack.provision.downloader import DownloaderConfig
+from genstack.provision.http import HostToken
 
 __all__ = ["ProvisionSettings"]
 
@@ -19,7 +19,7 @@ class ProvisionSettings(BaseSettings):
     """Where models go, how to reach the hubs, how hard to pull.
 
     Services mix this into their own settings class; :meth:`from_env` builds one from an
-    explicit mapping (what :func:`genstack.core.provision.ensure_models` does with ``env``).
+    explicit mapping (what :func:`genstack.provision.ensure_models` does with ``env``).
     """
 
     model_config = SettingsConfigDict(
@@ -28,13 +28,8 @@ class ProvisionSettings(BaseSettings):
 
     models_dir: Path = Field(
         default=Path("/data/models"),
-        description="ComfyUI's models folder (checkpoints/, vae/, ...): the comfyui manifest.",
-    )
-    xtts_model_dir: Path = Field(
-        default=Path("/data/models/xtts"), description="XTTS v2 checkpoint folder."
-    )
-    chatterbox_model_dir: Path = Field(
-        default=Path("/data/models/chatterbox"), description="Chatterbox checkpoint folder."
+        description="ComfyUI's models folder (checkpoints/, vae/, ...): the root of a manifest "
+        "without its own (`root:`), such as comfyui.",
     )
     provision_manifests: str = Field(
         default="comfyui",

@@ -2,7 +2,7 @@
 
 A service provisions its models at start-up, before it loads them::
 
-    from genstack.core.provision import ensure_models
+    from genstack.provision import ensure_models
 
     report = ensure_models("xtts", settings.xtts_model_dir)          # catalogue name,
     report = ensure_models(Path("my.yaml"), "/data/models", env)      # or a manifest file,
@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from genstack.core.gpu import GpuProfile, resolve_profile
-from genstack.core.provision.downloader import Downloader, DownloadItem, DownloadResult
-from genstack.core.provision.errors import DiskSpaceError, ProvisionError, SourceError
-from genstack.core.provision.http import Session
-from genstack.core.provision.ledger import Ledger, ShaOrigin, SnapshotFile, provision_lock
-from genstack.core.provision.manifest import (
+from genstack.provision.downloader import Downloader, DownloadItem, DownloadResult
+from genstack.provision.errors import DiskSpaceError, ProvisionError, SourceError
+from genstack.provision.gpu import GpuProfile, resolve_profile
+from genstack.provision.http import Session
+from genstack.provision.ledger import ModelLedger, ShaOrigin, SnapshotFile, provision_lock
+from genstack.provision.manifest import (
     CATALOG_NAMES,
     STATE_DIR,
     HfSource,
@@ -47,7 +47,7 @@ from genstack.core.provision.manifest import (
     load_manifest,
     parse_source,
 )
-from genstack.core.provision.plan import (
+from genstack.provision.plan import (
     DiskCheck,
     Plan,
     PlanRow,
@@ -56,9 +56,9 @@ from genstack.core.provision.plan import (
     part_bytes,
     snapshot_key,
 )
-from genstack.core.provision.progress import Progress, human_bytes, make_progress
-from genstack.core.provision.settings import ProvisionSettings
-from genstack.core.provision.sources import RemoteFile, Resolver
+from genstack.provision.progress import Progress, human_bytes, make_progress
+from genstack.provision.settings import ProvisionSettings
+from genstack.provision.sources import RemoteFile, Resolver
 
 __all__ = ["ProvisionReport", "ensure_models", "plan_models", "provision", "resolve_manifest"]
 
@@ -137,7 +137,7 @@ def plan_models(
     env = dict(os.environ) if env is None else env
     settings = settings or ProvisionSettings.from_env(env)
     profile = profile or resolve_profile(env)
-    ledgers = {t.root: Ledger(t.root) for t in targets}
+    ledgers = {t.root: ModelLedger(t.root) for t in targets}
     return build_plan(
         targets,
         env,
@@ -174,7 +174,7 @@ def provision(
     with contextlib.ExitStack() as stack:
         for root in roots:  # sorted: two runs never wait on each other crosswise
             stack.enter_context(provision_lock(root))
-        ledgers = {root: Ledger(root) for root in roots}
+        ledgers = {root: ModelLedger(root) for root in roots}
         keep_free = int(settings.provision_min_free_gb * 1e9)
         plan = build_plan(targets, env, profile, ledgers, keep_free_bytes=keep_free)
         report = ProvisionReport(plan)
@@ -257,7 +257,7 @@ def _use_read_only(
 
 
 def _resolve(
-    rows: Sequence[PlanRow], ledgers: Mapping[Path, Ledger], settings: ProvisionSettings
+    rows: Sequence[PlanRow], ledgers: Mapping[Path, ModelLedger], settings: ProvisionSettings
 ) -> list[_Work]:
     """Ask the hubs about every file not present: URL, size, sha256. Parallel."""
     local = threading.local()
@@ -295,7 +295,7 @@ def _resolve(
     return [w for batch in results for w in batch]
 
 
-def _resolve_snapshot(row: PlanRow, ledger: Ledger, resolver: Resolver) -> list[_Work]:
+def _resolve_snapshot(row: PlanRow, ledger: ModelLedger, resolver: Resolver) -> list[_Work]:
     entry = row.entry
     source = parse_source(entry.source)
     assert isinstance(source, HfSource)  # the schema allows repository sources on hf:// only
@@ -353,7 +353,7 @@ def _check_against_manifest(entry: ModelEntry, remote: RemoteFile) -> None:
 
 
 def _adopt_existing(
-    work: Sequence[_Work], ledgers: Mapping[Path, Ledger], report: ProvisionReport
+    work: Sequence[_Work], ledgers: Mapping[Path, ModelLedger], report: ProvisionReport
 ) -> list[_Work]:
     """Files already on disk (a volume from the old system, a stale ledger record) are
     hashed once; those that match are recorded, the rest are fetched again.
@@ -443,7 +443,7 @@ def _check_disk(plan: Plan, work: Sequence[_Work], keep_free: int) -> None:
 
 def _download(
     work: Sequence[_Work],
-    ledgers: Mapping[Path, Ledger],
+    ledgers: Mapping[Path, ModelLedger],
     settings: ProvisionSettings,
     progress: Progress | None,
     stop: threading.Event | None,

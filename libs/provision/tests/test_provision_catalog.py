@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from genstack.core.gpu import AUTO_RULES, resolve_profile
-from genstack.core.provision import CATALOG_NAMES, load_catalog
-from genstack.core.provision.ledger import Ledger
-from genstack.core.provision.manifest import HfSource, parse_source
-from genstack.core.provision.plan import Target, build_plan, resolve_variables, select_entries
+from genstack.provision import CATALOG_NAMES, load_catalog
+from genstack.provision.gpu import AUTO_RULES, resolve_profile
+from genstack.provision.ledger import ModelLedger
+from genstack.provision.manifest import HfSource, parse_source
+from genstack.provision.plan import Target, build_plan, resolve_variables, select_entries
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "provisioning.md"
 
@@ -129,7 +129,7 @@ def test_each_tier_default_plan_fits_its_vram(vram_gb: float, tier: str, tmp_pat
     profile = resolve_profile({}, assume_vram_gb=vram_gb)
     assert profile.tier == tier
     targets = [Target(load_catalog(n), tmp_path / n) for n in CATALOG_NAMES]
-    ledgers = {t.root: Ledger(t.root) for t in targets}
+    ledgers = {t.root: ModelLedger(t.root) for t in targets}
     plan = build_plan(targets, {}, profile, ledgers)
     assert plan.rows, "the default plan selects nothing"
     too_big = [(r.entry.id, r.entry.vram_gb) for r in plan.rows if r.vram == "too big"]
@@ -145,7 +145,7 @@ def test_the_seed_compose_plan_on_a_24gb_gpu_fits_its_vram(tmp_path: Path) -> No
 
     profile = resolve_profile(SEED_COMPOSE_ENV, assume_vram_gb=24)
     target = Target(load_catalog("comfyui"), tmp_path)
-    plan = build_plan([target], SEED_COMPOSE_ENV, profile, {tmp_path: Ledger(tmp_path)})
+    plan = build_plan([target], SEED_COMPOSE_ENV, profile, {tmp_path: ModelLedger(tmp_path)})
     assert not plan.vram_problems
     assert {r.entry.id for r in plan.rows} >= {
         "vibevoice-large",
