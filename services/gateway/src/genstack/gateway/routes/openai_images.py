@@ -13,9 +13,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from genstack.core.contracts.comfyui import MAX_PROMPT_CHARS
 from genstack.core.jobs import Artifact, Job, JobStatus, JobType
 from genstack.core.storage import Storage
-from genstack.gateway.backends.common import MAX_PROMPT_CHARS
 from genstack.gateway.errors import ApiError
 from genstack.gateway.events import wait_for_end
 from genstack.gateway.routes.common import JSON, errors, request_base, services
