@@ -151,7 +151,7 @@ async def create_images(
         fingerprint_body=body.model_dump(mode="json"),
     )
     job_id = submission.job.id
-    job = await wait_for_end(svc.aredis, svc.store, job_id, svc.settings.gateway_image_wait_s)
+    job = await wait_for_end(svc.jobs, job_id, svc.settings.gateway_image_wait_s)
     if job is None:
         raise ApiError(502, f"image job {job_id} vanished (expired or deleted)", code="job_lost")
     if not job.status.terminal:
