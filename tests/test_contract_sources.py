@@ -109,7 +109,7 @@ def test_the_xtts_worker_validates_with_the_gateways_class(
     backend = registry.backends["xtts"]
     assert given == [backend.params[JobType.TTS]]
     assert given[0] is xtts.XttsSpeechParams
-    assert backend.queue == xtts.QUEUE == worker.QUEUE
+    assert backend.queue == xtts.QUEUE == vars(worker)["QUEUE"]  # the queue it consumes
 
 
 @pytest.mark.parametrize("contract", [xtts, chatterbox, comfyui], ids=lambda m: m.__name__)

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from redis.asyncio import Redis as AsyncRedis
@@ -313,6 +313,7 @@ def test_create_commands_on_an_async_transaction(store: JobStore, redis_url: str
 def test_terminal_entries_name_their_job(store: JobStore) -> None:
     job = new_job(store)
     store.set_status(job.id, JobStatus.CANCELLED)
-    [(_, fields)] = store.redis.xrange(store.terminal_key)
+    entries: list[tuple[str, dict[str, str]]] = cast(Any, store.redis.xrange(store.terminal_key))
+    [(_, fields)] = entries
     assert terminal_job_id(fields) == job.id
     assert terminal_job_id({}) is None
