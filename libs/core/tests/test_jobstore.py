@@ -1,17 +1,28 @@
-"""JobStore against a real redis-server."""
+"""JobStore and AsyncJobStore against a real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import pytest
+from redis.asyncio import Redis as AsyncRedis
 
-from genstack.core.jobs import Artifact, Job, JobError, JobStatus, JobType
-from genstack.core.jobstore import InvalidTransitionError, JobNotFoundError, JobStore
+from genstack.core.jobs import Artifact, Job, JobError, JobEvent, JobStatus, JobType
+from genstack.core.jobstore import (
+    AsyncJobStore,
+    InvalidTransitionError,
+    JobNotFoundError,
+    JobStore,
+    terminal_job_id,
+)
 from genstack.core.redis_client import connect
 
 SHA = "a" * 64
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -191,3 +202,118 @@ def test_delete(store: JobStore) -> None:
     assert store.delete(job.id)
     assert store.get(job.id) is None
     assert not store.delete(job.id)
+
+
+# The async store: the gateway's reads, on the same layout ---------------------------------
+
+
+def run_async(redis_url: str, body: Callable[[AsyncJobStore], Awaitable[T]]) -> T:
+    async def main() -> T:
+        client = AsyncRedis.from_url(redis_url, decode_responses=True)
+        try:
+            return await body(AsyncJobStore(client, ttl_s=60))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def test_async_store_reads_what_the_store_wrote(store: JobStore, redis_url: str) -> None:
+    job = new_job(store)
+    store.set_status(job.id, JobStatus.RUNNING)
+    store.set_progress(job.id, 0.5, "half")
+    wanted = store.events(job.id)
+
+    async def read(jobs: AsyncJobStore) -> tuple[Job | None, Job | None, list[JobEvent], list[str]]:
+        first = (await jobs.events(job.id))[0].id
+        after = [e.id for e in await jobs.events(job.id, after=first)]
+        return await jobs.get(job.id), await jobs.get("nope"), await jobs.events(job.id), after
+
+    got, missing, events, after = run_async(redis_url, read)
+    assert got == store.require(job.id)
+    assert missing is None
+    assert events == wanted
+    assert after == [e.id for e in wanted[1:]]
+
+
+def test_async_events_block_until_one_arrives(store: JobStore, redis_url: str) -> None:
+    job = new_job(store)
+    last = store.events(job.id)[-1].id
+    threading.Timer(0.3, store.set_progress, args=(job.id, 0.25)).start()
+
+    async def wait(jobs: AsyncJobStore) -> tuple[list[JobEvent], list[JobEvent], float]:
+        started = time.monotonic()
+        arrived = await jobs.events(job.id, after=last, block_ms=5000)
+        waited = time.monotonic() - started
+        nothing = await jobs.events(job.id, after=arrived[-1].id, block_ms=100)
+        return arrived, nothing, waited
+
+    arrived, nothing, waited = run_async(redis_url, wait)
+    assert [(e.type, e.data["progress"]) for e in arrived] == [("progress", 0.25)]
+    assert 0.2 < waited < 4
+    assert nothing == []
+
+
+def test_async_page_by_job_id_cursor(store: JobStore, redis_url: str) -> None:
+    jobs = [new_job(store) for _ in range(5)]
+    newest = [j.id for j in reversed(jobs)]
+
+    async def pages(
+        jobs: AsyncJobStore,
+    ) -> list[tuple[list[Job], bool] | None]:
+        first = await jobs.page(limit=2)
+        assert first is not None
+        second = await jobs.page(limit=2, after=first[0][-1].id)
+        assert second is not None
+        third = await jobs.page(limit=2, after=second[0][-1].id)
+        return [first, second, third, await jobs.page(limit=2, after="unknown")]
+
+    first, second, third, unknown = run_async(redis_url, pages)
+    assert first is not None and second is not None and third is not None
+    assert ([j.id for j in first[0]], first[1]) == (newest[:2], True)
+    assert ([j.id for j in second[0]], second[1]) == (newest[2:4], True)
+    assert ([j.id for j in third[0]], third[1]) == (newest[4:], False)
+    assert unknown is None
+
+
+def test_async_page_of_one_owner_skips_and_trims_expired_records(
+    store: JobStore, redis_url: str
+) -> None:
+    alice = [store.create(Job(type=JobType.TTS, backend="xtts", owner="alice")) for _ in range(3)]
+    new_job(store)
+    store.redis.delete(store.job_key(alice[1].id))  # as if its record had expired
+
+    async def page(jobs: AsyncJobStore) -> tuple[list[Job], bool] | None:
+        return await jobs.page(limit=10, owner="alice")
+
+    result = run_async(redis_url, page)
+    assert result is not None
+    assert [j.id for j in result[0]] == [alice[2].id, alice[0].id]
+    assert result[1] is False
+    assert store.redis.zscore(store.owner_index_key("alice"), alice[1].id) is None
+    assert store.redis.zscore(store.index_key, alice[1].id) is not None  # met on its own page
+
+
+def test_create_commands_on_an_async_transaction(store: JobStore, redis_url: str) -> None:
+    job = Job(type=JobType.TTS, backend="xtts", owner="alice", params={"input": "hi"})
+
+    async def create(jobs: AsyncJobStore) -> object:
+        pipe = jobs.redis.pipeline(transaction=True)
+        jobs.create_commands(pipe, job)
+        return (await pipe.execute())[0]
+
+    assert run_async(redis_url, create)
+    assert store.require(job.id) == job
+    assert [e.data["status"] for e in store.events(job.id)] == ["queued"]
+    assert [j.id for j in store.recent(owner="alice")] == [job.id]
+    # Its first result says when the id is taken (the gateway's submit script stops there).
+    assert not run_async(redis_url, create)
+
+
+def test_terminal_entries_name_their_job(store: JobStore) -> None:
+    job = new_job(store)
+    store.set_status(job.id, JobStatus.CANCELLED)
+    entries: list[tuple[str, dict[str, str]]] = cast(Any, store.redis.xrange(store.terminal_key))
+    [(_, fields)] = entries
+    assert terminal_job_id(fields) == job.id
+    assert terminal_job_id({}) is None

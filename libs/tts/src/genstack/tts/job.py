@@ -1,5 +1,9 @@
 """The `tts` job handler every TTS worker shares (``genstack-xtts worker``, ...).
 
+A worker gives it its backend's params model from ``genstack.core.contracts`` (XTTS's for
+``genstack-xtts worker``): the class the gateway validated the job with, so the worker takes
+exactly what the gateway accepted, as the gateway stored it.
+
 A job's text is sent to the model server part by part (a few sentences each) as raw PCM, and
 the parts are encoded into one file of the requested format in the job's output folder. Parts
 keep progress current, let the worker stop within a chunk when the job is cancelled (closing
@@ -17,30 +21,16 @@ from typing import Any
 
 import httpx
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from genstack.core.contracts.speech import SpeechParams
 from genstack.core.worker import JobContext, JobFailedError
-from genstack.tts.audio import FORMATS, PCM_RATE, Encoder, ResponseFormat
+from genstack.tts.audio import FORMATS, PCM_RATE, Encoder
 from genstack.tts.text import split_sentences
 
 log = logging.getLogger(__name__)
 
 PART_CHARS = 400
-MAX_JOB_CHARS = 500_000
-
-
-class SpeechJobParams(BaseModel):
-    """A `tts` job's params: /v1/audio/speech's body (``text`` is accepted for ``input``);
-    engine fields are passed on to the server as they are."""
-
-    model_config = ConfigDict(extra="allow")
-
-    input: str = Field(
-        min_length=1, max_length=MAX_JOB_CHARS, validation_alias=AliasChoices("input", "text")
-    )
-    voice: str | dict[str, str]
-    response_format: ResponseFormat = "mp3"
-    model: str | None = None
 
 
 def split_parts(text: str, max_chars: int = PART_CHARS) -> list[str]:
@@ -63,17 +53,20 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
 
 
 class SpeechJobHandler:
-    """Callable JobHandler posting each part to ``{server_url}/v1/audio/speech``."""
+    """Callable JobHandler posting each part to ``{server_url}/v1/audio/speech``; a job's
+    params are validated with ``params_model``, the backend's contract."""
 
     def __init__(
         self,
         server_url: str,
+        params_model: type[SpeechParams],
         *,
         api_key: str | None = None,
         read_timeout_s: float = 300.0,
         busy_retry_s: float = 600.0,
     ) -> None:
         self.server_url = server_url.rstrip("/")
+        self.params_model = params_model
         self.api_key = api_key
         self.busy_retry_s = busy_retry_s
         self.timeout = httpx.Timeout(10.0, read=read_timeout_s)
@@ -84,7 +77,7 @@ class SpeechJobHandler:
 
     def __call__(self, ctx: JobContext) -> list[Path]:
         try:
-            params = SpeechJobParams.model_validate(ctx.params)
+            params = self.params_model.model_validate(ctx.params)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
@@ -92,10 +85,12 @@ class SpeechJobHandler:
         parts = split_parts(params.input)
         if not parts:
             raise JobFailedError("invalid_params", "input: the text is empty")
-        forwarded = {k: v for k, v in (params.model_extra or {}).items() if k != "stream_format"}
-        body: dict[str, Any] = {**forwarded, "voice": params.voice, "response_format": "pcm"}
-        if params.model is not None:
-            body["model"] = params.model
+        # The fields the job gave (the gateway stores them with its defaults filled in),
+        # as the server's request; unset ones keep the server's own defaults.
+        body: dict[str, Any] = params.model_dump(
+            mode="json", exclude_unset=True, exclude={"input", "response_format"}
+        )
+        body["response_format"] = "pcm"
         encoder = Encoder(params.response_format, PCM_RATE, streaming=False)
         try:
             with self._client() as client:

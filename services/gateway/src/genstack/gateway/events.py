@@ -11,22 +11,12 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any
-
-from redis.asyncio import Redis as AsyncRedis
 
 from genstack.core.jobs import Job, JobEvent, JobStatus
-from genstack.core.jobstore import JobStore
+from genstack.core.jobstore import AsyncJobStore
 
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 BATCH = 100
-
-
-def parse_rows(rows: list[tuple[str, dict[str, str]]]) -> list[JobEvent]:
-    return [
-        JobEvent(id=event_id, type=fields["type"], data=json.loads(fields.get("data", "{}")))
-        for event_id, fields in rows
-    ]
 
 
 def is_terminal(event: JobEvent) -> bool:
@@ -44,8 +34,7 @@ def sse_frame(event: JobEvent) -> bytes:
 
 
 async def job_events(
-    redis: AsyncRedis,
-    store: JobStore,
+    store: AsyncJobStore,
     job_id: str,
     *,
     after: str = "0-0",
@@ -54,29 +43,27 @@ async def job_events(
 ) -> AsyncIterator[bytes]:
     """SSE frames for the job's events after stream id ``after``, then the end. After
     ``max_s`` the stream ends anyway; a client reconnects and resumes (Last-Event-ID)."""
-    key = store.events_key(job_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_s
     yield b"retry: 2000\n\n"
     while True:
-        raw = await redis.get(store.job_key(job_id))
-        if raw is None:
+        job = await store.get(job_id)
+        if job is None:
             return  # deleted or expired
-        if JobStatus(json.loads(raw)["status"]).terminal:
+        if job.status.terminal:
             # Over: whatever the client has not seen yet, then the end.
             while True:
-                tail: Any = await redis.xrange(key, min=f"({after}", count=BATCH)
+                tail = await store.events(job_id, after=after, count=BATCH)
                 if not tail:
                     return
-                for event in parse_rows(tail):
+                for event in tail:
                     after = event.id
                     yield sse_frame(event)
         remaining = deadline - loop.time()
         if remaining <= 0:
             return
         block_ms = max(1, int(min(heartbeat_s, remaining) * 1000))
-        reply: Any = await redis.xread({key: after}, count=BATCH, block=block_ms)
-        events = parse_rows(reply[0][1]) if reply else []
+        events = await store.events(job_id, after=after, count=BATCH, block_ms=block_ms)
         for event in events:
             after = event.id
             yield sse_frame(event)
@@ -86,25 +73,21 @@ async def job_events(
             yield b": keep-alive\n\n"  # through proxies that cut idle connections
 
 
-async def wait_for_end(
-    redis: AsyncRedis, store: JobStore, job_id: str, timeout_s: float
-) -> Job | None:
+async def wait_for_end(store: AsyncJobStore, job_id: str, timeout_s: float) -> Job | None:
     """The job once terminal, or as it is when ``timeout_s`` runs out; None if it is gone.
     Wakes on the job's events rather than polling the record."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    key = store.events_key(job_id)
     after = "0-0"
     while True:
-        raw = await redis.get(store.job_key(job_id))
-        if raw is None:
+        job = await store.get(job_id)
+        if job is None:
             return None
-        job = Job.model_validate_json(raw)
         remaining = deadline - loop.time()
         if job.status.terminal or remaining <= 0:
             return job
-        reply: Any = await redis.xread(
-            {key: after}, count=BATCH, block=max(1, int(min(remaining, 5.0) * 1000))
+        events = await store.events(
+            job_id, after=after, count=BATCH, block_ms=max(1, int(min(remaining, 5.0) * 1000))
         )
-        if reply:
-            after = reply[0][1][-1][0]
+        if events:
+            after = events[-1].id

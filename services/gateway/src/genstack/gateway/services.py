@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from genstack.core.celery_app import create_celery_app
 from genstack.core.jobs import Job
-from genstack.core.jobstore import JobStore
+from genstack.core.jobstore import AsyncJobStore, JobStore
 from genstack.core.redis_client import connect
 from genstack.core.storage import Storage, storage_from_settings
 from genstack.gateway.backends import Registry, build_registry
@@ -59,7 +59,8 @@ class Services:
     metrics: GatewayMetrics
     redis: Redis
     aredis: AsyncRedis
-    store: JobStore
+    store: JobStore  # writes, in the thread pool (run_sync)
+    jobs: AsyncJobStore  # reads, on the event loop
     celery: Celery
     storage: Storage
     links: ArtifactLinks
@@ -109,6 +110,7 @@ class Services:
         )
         secret = settings.gateway_webhook_secret
         aredis = async_redis(settings.redis_url, socket_timeout=SSE_HEARTBEAT_S + 15)
+        jobs = AsyncJobStore(aredis, prefix=store.prefix, ttl_s=store.ttl_s)
         return cls(
             settings=settings,
             registry=registry,
@@ -116,11 +118,12 @@ class Services:
             redis=redis,
             aredis=aredis,
             store=store,
+            jobs=jobs,
             celery=celery,
             storage=storage,
             links=ArtifactLinks(storage, FileSigner(signing_key), settings.presign_expiry_s),
             submitter=JobSubmitter(
-                aredis, store, celery, idempotency_ttl_s=settings.gateway_idempotency_ttl_s
+                aredis, jobs, celery, idempotency_ttl_s=settings.gateway_idempotency_ttl_s
             ),
             backend_http=backend_http,
             webhook_http=webhook_http,
@@ -134,8 +137,7 @@ class Services:
         return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=self.limiter)
 
     async def get_job(self, job_id: str) -> Job | None:
-        raw = await self.aredis.get(self.store.job_key(job_id))
-        return None if raw is None else Job.model_validate_json(raw)
+        return await self.jobs.get(job_id)
 
     def base_url(self, request_base: str | None = None) -> str:
         return (self.settings.gateway_public_url or request_base or self._own_url()).rstrip("/")

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from genstack.core.contracts import chatterbox, comfyui, xtts
 from genstack.core.jobs import JobType
 from genstack.core.settings import CelerySettings, CoreSettings, StorageSettings
 from genstack.gateway.webhooks.signing import decode_secret
@@ -197,15 +198,17 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
             if self.gateway_backends is not None
             else {
                 "xtts": BackendConfig(
-                    module="xtts", queue="tts.xtts", url=self.xtts_url, models=["xtts", "xtts-v2"]
+                    module="xtts", queue=xtts.QUEUE, url=self.xtts_url, models=list(xtts.MODELS)
                 ),
                 "chatterbox": BackendConfig(
                     module="chatterbox",
-                    queue="tts.chatterbox",
+                    queue=chatterbox.QUEUE,
                     url=self.chatterbox_url,
-                    models=["chatterbox"],
+                    models=list(chatterbox.MODELS),
                 ),
-                "comfyui": BackendConfig(module="comfyui", queue="comfyui", models=["comfyui"]),
+                "comfyui": BackendConfig(
+                    module="comfyui", queue=comfyui.QUEUE, models=list(comfyui.MODELS)
+                ),
             }
         )
         if self.gateway_enabled_backends is not None:

@@ -24,7 +24,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
 from genstack.core.jobs import Job
-from genstack.core.jobstore import JobStore
+from genstack.core.jobstore import AsyncJobStore
 from genstack.gateway.messages import JobMessages
 
 log = logging.getLogger(__name__)
@@ -103,10 +103,10 @@ class Submission:
 
 class JobSubmitter:
     def __init__(
-        self, redis: AsyncRedis, store: JobStore, celery: Celery, *, idempotency_ttl_s: int
+        self, redis: AsyncRedis, store: AsyncJobStore, celery: Celery, *, idempotency_ttl_s: int
     ) -> None:
         self.redis = redis
-        self.store = store  # for its key names, TTL and record layout
+        self.store = store  # its create commands, its TTL, its records
         self.messages = JobMessages(celery)  # Celery's message format; nothing sent through it
         # A key must not outlive its job, or a replay would find nothing to return.
         self.idempotency_ttl_s = min(idempotency_ttl_s, store.ttl_s)
@@ -163,9 +163,9 @@ class JobSubmitter:
                 raise IdempotencyConflictError(
                     "this Idempotency-Key was used with a different request body"
                 )
-            record: Any = await self.redis.get(self.store.job_key(claim["job_id"]))
-            if record is not None:
-                return Submission(Job.model_validate_json(record), created=False)
+            job = await self.store.get(claim["job_id"])
+            if job is not None:
+                return Submission(job, created=False)
             if time.time() - float(claim.get("at", 0)) > CLAIM_STALE_S:
                 return None  # the job expired or was deleted
             # The first request holds the key but has not written its record yet.

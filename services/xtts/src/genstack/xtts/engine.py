@@ -14,31 +14,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from genstack.core.contracts.xtts import LANGUAGE_NAMES as LANGUAGE_NAMES  # compat's names
+from genstack.core.contracts.xtts import LANGUAGES, MODELS
 from genstack.tts.engine import EngineError, Samples, SynthesisParams
 from genstack.xtts.checkpoint import ensure_checkpoint
 
 log = logging.getLogger(__name__)
-
-# XTTS v2's 17 languages, in its config's order; names as xtts-api-server lists them.
-LANGUAGE_NAMES = {
-    "en": "English",
-    "es": "Spanish",
-    "fr": "French",
-    "de": "German",
-    "it": "Italian",
-    "pt": "Brazilian Portuguese",
-    "pl": "Polish",
-    "tr": "Turkish",
-    "ru": "Russian",
-    "nl": "Dutch",
-    "cs": "Czech",
-    "ar": "Arabic",
-    "zh-cn": "Chinese",
-    "hu": "Hungarian",
-    "ko": "Korean",
-    "ja": "Japanese",
-    "hi": "Hindi",
-}
 
 
 class XttsParams(BaseModel):
@@ -52,7 +33,7 @@ class XttsParams(BaseModel):
 
 
 class XttsEngine:
-    model_ids: Sequence[str] = ("xtts", "xtts-v2")
+    model_ids: Sequence[str] = MODELS
     reference_sample_rate = 22_050  # what XTTS's conditioning encoders work at
     native_speed = True
     extra_params = XttsParams
@@ -70,7 +51,7 @@ class XttsEngine:
         self.use_deepspeed = use_deepspeed
         self.stream_chunk_size = stream_chunk_size
         self.sample_rate = 24_000
-        self.languages: Sequence[str] = tuple(LANGUAGE_NAMES)
+        self.languages: Sequence[str] = LANGUAGES
         self.device = "cpu"
         self._model: Any = None
         self._config: Any = None
@@ -102,7 +83,7 @@ class XttsEngine:
         self._model = model
         self._config = config
         self.sample_rate = int(config.audio.output_sample_rate)
-        self.languages = tuple(config.languages) or tuple(LANGUAGE_NAMES)
+        self.languages = tuple(config.languages) or LANGUAGES
         manager = getattr(model, "speaker_manager", None)
         self._speakers = dict(manager.speakers) if manager is not None else {}
         log.info(

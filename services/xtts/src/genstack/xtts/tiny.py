@@ -16,15 +16,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from genstack.core.contracts.xtts import LANGUAGES  # config.languages and the language tokens
+
 # The studio speakers of the real speakers_xtts.pth are named like this; two are enough.
 TINY_SPEAKERS = ("Claribel Dervla", "Ana Florence")
 GPT_WIDTH = 64
-
-# The 17 languages of XTTS v2 (config.languages and the tokenizer's language tokens).
-LANGUAGES = (
-    "en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn",
-    "hu", "ko", "ja", "hi",
-)  # fmt: skip
 
 
 def _vocab_json() -> str:

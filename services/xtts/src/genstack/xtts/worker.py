@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 
 from genstack.core.celery_app import create_celery_app
+from genstack.core.contracts.xtts import QUEUE, XttsSpeechParams
 from genstack.core.jobstore import JobStore
 from genstack.core.leases import JobLeases
 from genstack.core.redis_client import connect
 from genstack.core.worker import JobRunner, register_job_task, run_worker, uploader_hand_over
 from genstack.tts.job import SpeechJobHandler
 from genstack.xtts.settings import XttsSettings
-
-QUEUE = "tts.xtts"
 
 
 def run(settings: XttsSettings) -> int:
@@ -24,6 +23,7 @@ def run(settings: XttsSettings) -> int:
     keys = settings.tts_api_keys
     handler = SpeechJobHandler(
         settings.xtts_url,
+        XttsSpeechParams,
         api_key=keys[0].get_secret_value() if keys else None,
         busy_retry_s=settings.xtts_busy_retry_s,
     )

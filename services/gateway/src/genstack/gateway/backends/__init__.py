@@ -1,8 +1,10 @@
 """Backends: configuration (name, queue, URL, model names) plus one small params module.
 
 A params module defines ``PARAMS``, a map from job type to the pydantic model that
-validates that type's ``params``. Adding a backend is a new module here (or anywhere
-importable, named by its dotted path) and an entry in GATEWAY_BACKENDS; nothing else.
+validates that type's ``params``. The modules here take it from the backend's contract
+(``genstack.core.contracts.<backend>``), which the backend's worker validates with too.
+Adding a backend is a contract module, a params module here (or anywhere importable, named
+by its dotted path) and an entry in GATEWAY_BACKENDS; nothing else.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from genstack.core.contracts.comfyui import OPENAI_IMAGE_ALIASES
+from genstack.core.contracts.speech import OPENAI_TTS_ALIASES
 from genstack.core.jobs import JobType
 from genstack.gateway.settings import BackendConfig, GatewaySettings
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-OPENAI_TTS_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
-OPENAI_IMAGE_ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1")
 
 
 class BackendConfigError(ValueError):

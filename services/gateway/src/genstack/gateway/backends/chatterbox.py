@@ -1,18 +1,5 @@
-"""Chatterbox (queue tts.chatterbox, model server on :8004)."""
+"""Chatterbox (queue tts.chatterbox, model server on :8004): its params, from its contract."""
 
-from __future__ import annotations
+from genstack.core.contracts.chatterbox import PARAMS
 
-from pydantic import Field
-
-from genstack.core.jobs import JobType
-from genstack.gateway.backends.common import SpeechParams
-
-
-class ChatterboxSpeechParams(SpeechParams):
-    exaggeration: float | None = Field(
-        default=None, ge=0.25, le=2.0, description="Emotion intensity."
-    )
-    cfg_weight: float | None = Field(default=None, ge=0.0, le=1.0, description="Pace / guidance.")
-
-
-PARAMS = {JobType.TTS: ChatterboxSpeechParams}
+__all__ = ["PARAMS"]

@@ -1,42 +1,5 @@
-"""XTTS v2 (queue tts.xtts, model server on :8020)."""
+"""XTTS v2 (queue tts.xtts, model server on :8020): its params, from its contract."""
 
-from __future__ import annotations
+from genstack.core.contracts.xtts import PARAMS
 
-from pydantic import Field, field_validator
-
-from genstack.core.jobs import JobType
-from genstack.gateway.backends.common import SpeechParams
-
-# XTTS v2's 17 languages (genstack.xtts.engine), in its config's order.
-LANGUAGES = (
-    "en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl",
-    "cs", "ar", "zh-cn", "hu", "ko", "ja", "hi",
-)  # fmt: skip
-
-
-class XttsSpeechParams(SpeechParams):
-    language: str | None = Field(
-        default=None,
-        max_length=16,
-        description=f"One of {', '.join(LANGUAGES)} (any case; zh means zh-cn); default en.",
-    )
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    top_k: int | None = Field(default=None, ge=1, le=1000)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=100)
-    length_penalty: float | None = Field(default=None, ge=-100, le=100)
-    stream_chunk_size: int | None = Field(default=None, ge=5, le=400)
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str | None) -> str | None:
-        # As the server matches it: exact code, else a bare code to its regional form.
-        if value is None:
-            return None
-        wanted = value.strip().lower()
-        for code in LANGUAGES:
-            if wanted in (code, code.split("-")[0]):
-                return code
-        raise ValueError(f"XTTS speaks {', '.join(LANGUAGES)}, not {value!r}")
-
-
-PARAMS = {JobType.TTS: XttsSpeechParams}
+__all__ = ["PARAMS"]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from redis import Redis
 from starlette.responses import Response, StreamingResponse
 
 from genstack.core.jobs import Job, JobStatus, JobType
-from genstack.core.jobstore import JobNotFoundError, JobStore
+from genstack.core.jobstore import JobNotFoundError
 from genstack.gateway.backends import Backend
 from genstack.gateway.errors import ApiError, validation_message
 from genstack.gateway.events import STREAM_ID, job_events
@@ -251,28 +250,6 @@ async def create_job(request: Request) -> Response:
     return response
 
 
-def _page(
-    store: JobStore, redis: Redis, owner: str | None, limit: int, after: str | None
-) -> tuple[list[Job], bool] | None:
-    """Newest first, ``limit`` jobs of ``owner`` (None: all) after the job ``after``; None if
-    that job is unknown."""
-    index = store.index_key if owner is None else store.owner_index_key(owner)
-    start = 0
-    if after is not None:
-        rank = cast(int | None, redis.zrevrank(index, after))
-        if rank is None:
-            return None
-        start = rank + 1
-    ids = cast(list[str], redis.zrevrange(index, start, start + limit))
-    has_more = len(ids) > limit
-    ids = ids[:limit]
-    raws = cast(list[str | None], redis.mget([store.job_key(i) for i in ids])) if ids else []
-    expired = [job_id for job_id, raw in zip(ids, raws, strict=True) if raw is None]
-    if expired:  # records expire on their own; the index is trimmed as we meet them
-        redis.zrem(index, *expired)
-    return [Job.model_validate_json(raw) for raw in raws if raw is not None], has_more
-
-
 @router.get(
     "", response_model=JobList, summary="List jobs, newest first", responses=errors(400, 401, 503)
 )
@@ -284,7 +261,7 @@ async def list_jobs(
     ] = None,
 ) -> Response:
     svc = services(request)
-    page = await svc.run_sync(_page, svc.store, svc.redis, job_scope(svc, request), limit, after)
+    page = await svc.jobs.page(limit=limit, after=after, owner=job_scope(svc, request))
     if page is None:
         raise ApiError(400, f"unknown or expired job {after!r} in 'after'", param="after")
     jobs, has_more = page
@@ -362,8 +339,7 @@ async def job_events_route(
         raise ApiError(400, "Last-Event-ID must be an event id like 1700000000000-0")
     return StreamingResponse(
         job_events(
-            svc.aredis,
-            svc.store,
+            svc.jobs,
             job_id,
             after=after,
             heartbeat_s=SSE_HEARTBEAT_S,

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
+from genstack.core.contracts.common import SafeName
+from genstack.core.contracts.speech import SpeechFormat
 from genstack.core.jobs import JobType
 from genstack.gateway.backends import Backend
-from genstack.gateway.backends.common import SafeName, SpeechFormat
 from genstack.gateway.errors import ApiError
 from genstack.gateway.middleware import request_id_var
 from genstack.gateway.proxy import proxy_post

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from genstack.core.contracts.comfyui import MAX_PROMPT_CHARS
 from genstack.core.jobs import Artifact, Job, JobStatus, JobType
 from genstack.core.storage import Storage
-from genstack.gateway.backends.common import MAX_PROMPT_CHARS
 from genstack.gateway.errors import ApiError
 from genstack.gateway.events import wait_for_end
 from genstack.gateway.routes.common import JSON, errors, request_base, services
@@ -151,7 +151,7 @@ async def create_images(
         fingerprint_body=body.model_dump(mode="json"),
     )
     job_id = submission.job.id
-    job = await wait_for_end(svc.aredis, svc.store, job_id, svc.settings.gateway_image_wait_s)
+    job = await wait_for_end(svc.jobs, job_id, svc.settings.gateway_image_wait_s)
     if job is None:
         raise ApiError(502, f"image job {job_id} vanished (expired or deleted)", code="job_lost")
     if not job.status.terminal:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections import Counter
-from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,7 +17,7 @@ from genstack.gateway.services import Services
 
 router = APIRouter(tags=["operations"])
 
-# /metrics counts states among this many newest jobs (one MGET), not the whole history.
+# /metrics counts states among this many newest jobs, not the whole history.
 STATE_SAMPLE = 1000
 
 
@@ -61,17 +59,14 @@ async def _refresh(svc: Services) -> None:
     pipe = svc.aredis.pipeline(transaction=False)
     for queue in queues:
         pipe.llen(queue)
-    pipe.zrevrange(svc.store.index_key, 0, STATE_SAMPLE - 1)
-    *depths, ids = await pipe.execute()
+    depths = await pipe.execute()
     for queue, depth in zip(queues, depths, strict=True):
         svc.metrics.queue_depth.labels(queue).set(depth)
-    raws: list[Any] = await svc.aredis.mget([svc.store.job_key(i) for i in ids]) if ids else []
+    page = await svc.jobs.page(limit=STATE_SAMPLE)
     counts: Counter[tuple[str, str]] = Counter()
-    for raw in raws:
-        if raw is not None:
-            record = json.loads(raw)
-            backend = svc.registry.get(record.get("backend", ""))
-            counts[(backend.queue if backend else "unknown", record.get("status", ""))] += 1
+    for job in page[0] if page is not None else []:
+        backend = svc.registry.get(job.backend)
+        counts[(backend.queue if backend else "unknown", job.status.value)] += 1
     for queue in [*queues, "unknown"]:
         for status in JobStatus:
             svc.metrics.jobs_by_state.labels(queue, status.value).set(counts[(queue, status.value)])

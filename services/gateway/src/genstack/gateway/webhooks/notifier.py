@@ -29,6 +29,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from genstack.core.backoff import backoff_s
 from genstack.core.jobs import Job
+from genstack.core.jobstore import terminal_job_id
 from genstack.gateway.metrics import GatewayMetrics
 from genstack.gateway.webhooks.signing import WebhookSigner
 from genstack.gateway.webhooks.ssrf import UnsafeUrlError, UrlPolicy
@@ -189,7 +190,7 @@ class WebhookNotifier:
 
     # one entry ----------------------------------------------------------------------------
     async def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
-        job_id = fields.get("job_id", "")
+        job_id = terminal_job_id(fields)
         try:
             job = await self.load_job(job_id) if job_id else None
             if job is not None:

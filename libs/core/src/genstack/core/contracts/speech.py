@@ -1,0 +1,45 @@
+"""What every `tts` job shares, whichever engine speaks it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+
+from genstack.core.contracts.common import Params, SafeName
+
+# A job may narrate a chapter (about 100 minutes of speech); the OpenAI route is stricter.
+# The job's params live in its Redis record and in every job listing, so not more.
+MAX_JOB_TEXT_CHARS = 100_000
+
+SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+
+# Model names OpenAI clients send by habit; each TTS backend answers them with its own model.
+OPENAI_TTS_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+
+
+class SpeechParams(Params):
+    """A `tts` job: the body of the backend's own /v1/audio/speech (genstack.tts's job
+    handler sends it there part by part), less ``model``. Sampling fields every genstack TTS
+    engine takes are here; each backend's module adds its engine's own."""
+
+    input: str = Field(
+        min_length=1,
+        max_length=MAX_JOB_TEXT_CHARS,
+        # xtts-api-server's clients (SillyTavern) call the text ``text``.
+        validation_alias=AliasChoices("input", "text"),
+        description="Text to speak (``text`` is accepted too).",
+    )
+    voice: SafeName = Field(description='A voice the backend knows (or OpenAI\'s {"id": ...}).')
+    response_format: SpeechFormat = "mp3"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    temperature: float | None = Field(default=None, gt=0, le=5)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_object(cls, value: object) -> object:
+        # OpenAI's newer shape for a voice, {"id": "..."}, means the same as the name.
+        if isinstance(value, dict) and set(value) == {"id"}:
+            return value["id"]
+        return value
