@@ -12,10 +12,10 @@ import pytest
 from xtts_helpers import XttsServer
 
 from genstack.core.celery_app import create_celery_app
+from genstack.core.job_task import dispatch_job
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobStore
 from genstack.core.redis_client import connect
-from genstack.core.worker import dispatch_job
 from genstack.testing.audio import probe
 from genstack.testing.plugin import StartServiceProcess
 from genstack.testing.process import ServiceProcess, console_script

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from genstack.core.worker import JobContext, JobFailedError
+from genstack.core.job_runner import JobContext, JobFailedError
 from genstack.tts.audio import FORMATS, PCM_RATE, Encoder, ResponseFormat
 from genstack.tts.text import split_sentences
 
