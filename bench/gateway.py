@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genstack.core.celery_app import create_celery_app
+from genstack.core.job_task import dispatch_job
 from genstack.core.jobs import Job, JobType
 from genstack.core.jobstore import JobStore
 from genstack.core.redis_client import connect
-from genstack.core.worker import dispatch_job
 from genstack.gateway.messages import JobMessages
 from genstack.gateway.submit import SUBMIT_SCRIPT
 from genstack.testing.ports import free_port

@@ -46,16 +46,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TtsStack]:
         started.append(tone)
         tone_url = f"http://127.0.0.1:{port}"
         common = {"REDIS_URL": redis.url, "NODE_ID": "test-node", "LOG_FORMAT": "text"}
+        health_port = free_port()
         worker = ServiceProcess(
             [console_script("genstack-xtts"), "worker"],
-            env={**common, "XTTS_URL": tone_url, "OUTPUT_DIR": str(root / "outputs")},
+            env={
+                **common,
+                "XTTS_URL": tone_url,
+                "OUTPUT_DIR": str(root / "outputs"),
+                "WORKER_HEALTH_HOST": "127.0.0.1",
+                "WORKER_HEALTH_PORT": str(health_port),
+            },
             log_path=root / "xtts-worker.log",
+            ready_url=f"http://127.0.0.1:{health_port}/readyz",
             cwd=root,
         )
         started.append(worker)
         started.append(start_uploader(redis.url, root))
         tone.wait_ready(120)
-        worker.wait_ready()
+        worker.wait_ready(60)
         gateway = start_gateway(redis.url, root, env={"XTTS_URL": tone_url})
         started.append(gateway)
         yield TtsStack(gateway, tone_url)

@@ -80,7 +80,7 @@ def stack(
         "LOG_FORMAT": "text",
         "CELERY_SOFT_SHUTDOWN_S": "2",
     }
-    xtts_port, uploader_port = free_port(), free_port()
+    xtts_port, uploader_port, worker_port = free_port(), free_port(), free_port()
     server = service_process(
         [console_script("genstack-xtts"), "serve"],
         env={
@@ -97,7 +97,13 @@ def stack(
     )
     worker = service_process(
         [console_script("genstack-xtts"), "worker"],
-        env={**common, "XTTS_URL": f"http://127.0.0.1:{xtts_port}"},
+        env={
+            **common,
+            "XTTS_URL": f"http://127.0.0.1:{xtts_port}",
+            "WORKER_HEALTH_HOST": "127.0.0.1",
+            "WORKER_HEALTH_PORT": str(worker_port),
+        },
+        ready_url=f"http://127.0.0.1:{worker_port}/readyz",
         name="xtts-worker",
         cwd=tmp_path,
     )
@@ -118,8 +124,8 @@ def stack(
         cwd=tmp_path,
     )
     uploader.wait_ready(timeout=60)
-    worker.wait_ready()
     server.wait_ready(timeout=300)
+    worker.wait_ready(timeout=60)  # ready once the server is
     gateway = start_gateway(
         redis_server.url,
         tmp_path,

@@ -13,10 +13,10 @@ import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from genstack.core.celery_app import create_celery_app
+from genstack.core.job_task import JOB_TASK, dispatch_job, job_message
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobStore
 from genstack.core.redis_client import connect
-from genstack.core.worker import JOB_TASK, dispatch_job, job_message
 from genstack.testing.stack import start_job_worker
 
 

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from genstack.core.jobs import Job, JobStatus, JobType
-from genstack.core.jobstore import JobStore
-from genstack.core.leases import JobLeases, Reaper
-from genstack.core.redis_client import connect
-from genstack.core.worker import (
+from genstack.core.job_runner import (
     JobCancelledError,
     JobContext,
     JobFailedError,
     JobHandler,
+    JobOutcome,
     JobRunner,
 )
+from genstack.core.jobs import Job, JobStatus, JobType
+from genstack.core.jobstore import JobStore
+from genstack.core.leases import JobLeases, Reaper
+from genstack.core.redis_client import connect
 
 HandedOver = list[tuple[str, str, int, str]]
 
@@ -59,7 +60,7 @@ def two_files(ctx: JobContext) -> Sequence[Path]:
 def test_success_hands_every_file_over_with_the_count(store: JobStore, tmp_path: Path) -> None:
     runner, handed = make_runner(store, tmp_path, two_files)
     job = queued(store)
-    assert runner.run(job.id) == "handed_over"
+    assert runner.run(job.id) == JobOutcome.HANDED_OVER
     after = store.require(job.id)
     assert after.status == JobStatus.UPLOADING
     assert after.progress == 0.5
@@ -85,7 +86,7 @@ def test_redelivery_after_hand_over_hands_the_same_files_over(
     runner, handed = make_runner(store, tmp_path, counted)
     job = queued(store)
     runner.run(job.id)
-    assert runner.run(job.id) == "handed_over_again"
+    assert runner.run(job.id) == JobOutcome.HANDED_OVER_AGAIN
     assert len(calls) == 1  # the backend is not asked twice
     assert handed[2:] == handed[:2]
 
@@ -96,7 +97,7 @@ def test_failure_carries_code_and_message(store: JobStore, tmp_path: Path) -> No
 
     runner, handed = make_runner(store, tmp_path, fails)
     job = queued(store)
-    assert runner.run(job.id) == "failed"
+    assert runner.run(job.id) == JobOutcome.FAILED
     error = store.require(job.id).error
     assert error is not None
     assert (error.code, error.message) == ("unknown_voice", "voice 'zed' does not exist")
@@ -128,7 +129,7 @@ def test_retryable_failure_is_raised_until_the_last_attempt(
     with pytest.raises(JobFailedError):
         runner.run(job.id, final_attempt=False)
     assert store.require(job.id).status == JobStatus.RUNNING  # the retry picks it up
-    assert runner.run(job.id, final_attempt=True) == "failed"
+    assert runner.run(job.id, final_attempt=True) == JobOutcome.FAILED
     assert store.require(job.id).status == JobStatus.FAILED
 
 
@@ -146,7 +147,7 @@ def test_cancel_while_running_stops_and_cleans_up(store: JobStore, tmp_path: Pat
 
     runner, handed = make_runner(store, tmp_path, slow)
     job = queued(store)
-    assert runner.run(job.id) == "cancelled"
+    assert runner.run(job.id) == JobOutcome.CANCELLED
     assert store.require(job.id).status == JobStatus.CANCELLED
     assert handed == []
     assert not seen[0].parent.exists()
@@ -159,8 +160,25 @@ def test_cancelled_while_queued_is_skipped(store: JobStore, tmp_path: Path) -> N
     runner, _ = make_runner(store, tmp_path, never)
     job = queued(store)
     store.request_cancel(job.id)
-    assert runner.run(job.id) == "cancelled"
-    assert runner.run("no-such-job") == "missing"
+    assert runner.run(job.id) == JobOutcome.CANCELLED
+    assert runner.run("no-such-job") == JobOutcome.MISSING
+
+
+def test_a_finished_job_is_not_run_again(store: JobStore, tmp_path: Path) -> None:
+    """A late delivery of a job that ended: its end is the answer, and nothing runs."""
+
+    def never(ctx: JobContext) -> Sequence[Path]:
+        raise AssertionError("a finished job must not run")
+
+    runner, handed = make_runner(store, tmp_path, never)
+    for status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        job = queued(store)
+        store.set_status(job.id, JobStatus.RUNNING)
+        store.set_status(job.id, status)
+        outcome = runner.run(job.id)
+        assert type(outcome) is JobOutcome
+        assert outcome == JobOutcome(status.value)
+    assert handed == []
 
 
 def test_no_output_and_files_outside_the_folder_fail(store: JobStore, tmp_path: Path) -> None:
@@ -186,7 +204,7 @@ def test_rerun_after_a_crash_starts_from_a_clean_folder(store: JobStore, tmp_pat
     leftover.write_bytes(b"half")
 
     runner, handed = make_runner(store, tmp_path, two_files)
-    assert runner.run(job.id) == "handed_over"
+    assert runner.run(job.id) == JobOutcome.HANDED_OVER
     assert not leftover.exists()
     assert [Path(p).name for p, *_ in handed] == ["out0.wav", "out1.wav"]
 
@@ -197,7 +215,7 @@ def test_cancelled_error_from_handler(store: JobStore, tmp_path: Path) -> None:
 
     runner, _ = make_runner(store, tmp_path, stops)
     job = queued(store)
-    assert runner.run(job.id) == "cancelled"
+    assert runner.run(job.id) == JobOutcome.CANCELLED
 
 
 def test_a_job_held_by_another_worker_is_not_run_twice(store: JobStore, tmp_path: Path) -> None:
@@ -211,10 +229,10 @@ def test_a_job_held_by_another_worker_is_not_run_twice(store: JobStore, tmp_path
     job = queued(store)
     other = JobLeases(store, queue="test", owner="other-worker", ttl_s=5)
     assert other.acquire(job.id)
-    assert runner.run(job.id) == "running_elsewhere"
+    assert runner.run(job.id) == JobOutcome.RUNNING_ELSEWHERE
     assert calls == [] and handed == []
     other.release(job.id)
-    assert runner.run(job.id) == "handed_over"
+    assert runner.run(job.id) == JobOutcome.HANDED_OVER
     assert store.redis.smembers(other.active_key) == set()  # released after the hand-over
 
 
@@ -240,7 +258,7 @@ def test_lost_lease_stops_the_handler_without_touching_the_job(
         leases=JobLeases(store, queue="test", owner="me", ttl_s=0.3),
     )
     job = queued(store)
-    assert runner.run(job.id) == "lease_lost"
+    assert runner.run(job.id) == JobOutcome.LEASE_LOST
     assert store.require(job.id).status == JobStatus.RUNNING  # the new holder finishes it
 
 

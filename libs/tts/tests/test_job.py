@@ -13,11 +13,11 @@ import pytest
 from tts_helpers import ToneServer
 
 from genstack.core.contracts.speech import SpeechParams
+from genstack.core.job_runner import JobFailedError, JobRunner
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobStore
 from genstack.core.leases import JobLeases
 from genstack.core.redis_client import connect
-from genstack.core.worker import JobFailedError, JobRunner
 from genstack.testing.audio import probe
 from genstack.testing.ports import free_port
 from genstack.tts.job import PART_CHARS, SpeechJobHandler, split_parts

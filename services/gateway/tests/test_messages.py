@@ -6,7 +6,7 @@ import json
 import uuid
 
 from genstack.core.celery_app import create_celery_app
-from genstack.core.worker import job_message
+from genstack.core.job_task import job_message
 from genstack.gateway.messages import JobMessages
 
 

@@ -1,5 +1,6 @@
 """`genstack-xtts worker` as a real Celery worker process: Redis queue tts.xtts -> the XTTS
-server over HTTP -> a file in OUTPUT_DIR/<job-id>/ -> handed to this host's uploader queue.
+server over HTTP -> a file in OUTPUT_DIR/<job-id>/ -> handed to this host's uploader queue;
+and its health port (/healthz, /readyz over Redis and the server, /metrics).
 (The uploader itself finishes the job; tests/test_tts_jobs.py runs the whole chain.)"""
 
 from __future__ import annotations
@@ -9,27 +10,31 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from xtts_helpers import XttsServer
 
 from genstack.core.celery_app import create_celery_app
+from genstack.core.job_task import dispatch_job
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobStore
 from genstack.core.redis_client import connect
-from genstack.core.worker import dispatch_job
 from genstack.testing.audio import probe
 from genstack.testing.plugin import StartServiceProcess
+from genstack.testing.ports import free_port
 from genstack.testing.process import ServiceProcess, console_script
+from genstack.testing.redis_server import RedisServer
 from genstack.testing.waiting import wait_until
 
 NODE = "xtts-test-node"
 
 
 class Rig:
-    def __init__(self, redis_url: str, outputs: Path, worker: ServiceProcess) -> None:
+    def __init__(self, redis_url: str, outputs: Path, worker: ServiceProcess, health: str) -> None:
         self.store = JobStore(connect(redis_url), ttl_s=600)
         self.celery = create_celery_app("test-gateway", redis_url)
         self.outputs = outputs
         self.worker = worker
+        self.health = health  # base URL of the worker's /healthz, /readyz, /metrics
 
     def submit(self, **params: object) -> Job:
         job = self.store.create(Job(type=JobType.TTS, backend="xtts", params=params))
@@ -39,27 +44,47 @@ class Rig:
     def status(self, job_id: str) -> JobStatus:
         return self.store.require(job_id).status
 
+    def readiness(self) -> tuple[int, dict[str, str]]:
+        return readiness(self.health)
 
-@pytest.fixture
-def rig(
-    redis_url: str, tmp_path: Path, xtts: XttsServer, service_process: StartServiceProcess
-) -> Rig:
-    outputs = tmp_path / "outputs"
+
+def readiness(health: str) -> tuple[int, dict[str, str]]:
+    response = httpx.get(f"{health}/readyz", timeout=10)
+    return response.status_code, response.json()["checks"]
+
+
+def start_worker(
+    service_process: StartServiceProcess, redis_url: str, tmp_path: Path, xtts_url: str
+) -> tuple[ServiceProcess, str]:
+    """`genstack-xtts worker` with its health port on loopback; returns it and that port's URL."""
+    port = free_port()
+    health = f"http://127.0.0.1:{port}"
     worker = service_process(
         [console_script("genstack-xtts"), "worker"],
         env={
             "REDIS_URL": redis_url,
             "NODE_ID": NODE,
-            "OUTPUT_DIR": str(outputs),
-            "XTTS_URL": xtts.url,
+            "OUTPUT_DIR": str(tmp_path / "outputs"),
+            "XTTS_URL": xtts_url,
+            "WORKER_HEALTH_HOST": "127.0.0.1",
+            "WORKER_HEALTH_PORT": str(port),
             "LOG_FORMAT": "text",
             "CELERY_SOFT_SHUTDOWN_S": "2",
         },
+        ready_url=f"{health}/readyz",
         name="xtts-worker",
         cwd=tmp_path,
     )
-    worker.wait_ready()
-    return Rig(redis_url, outputs, worker)
+    return worker, health
+
+
+@pytest.fixture
+def rig(
+    redis_url: str, tmp_path: Path, xtts: XttsServer, service_process: StartServiceProcess
+) -> Rig:
+    worker, health = start_worker(service_process, redis_url, tmp_path, xtts.url)
+    worker.wait_ready(60)  # /readyz: Redis, the consumer and the server all answer
+    return Rig(redis_url, tmp_path / "outputs", worker, health)
 
 
 def test_a_job_becomes_a_file_handed_to_the_uploader(rig: Rig) -> None:
@@ -76,6 +101,7 @@ def test_a_job_becomes_a_file_handed_to_the_uploader(rig: Rig) -> None:
     assert len(messages) >= 2 and messages[-1].startswith("part ")
     queued = rig.store.redis.lrange(f"upload.{NODE}", 0, -1)
     assert any(str(path.resolve()) in item for item in queued)
+    wait_until(lambda: jobs_counted(rig.health, "handed_over") == 1, 10, "the job in /metrics")
 
 
 def test_text_as_an_alias_and_every_format(rig: Rig) -> None:
@@ -101,6 +127,50 @@ def test_a_cancelled_job_stops_the_synthesis_and_ends_cancelled(rig: Rig, xtts: 
     assert rig.store.redis.llen(f"upload.{NODE}") == 0
     # The worker closed its request, so the server stopped that synthesis mid-part.
     wait_until(lambda: cancelled_syntheses(xtts) == cancelled_before + 1, 30, "the server to stop")
+
+
+def jobs_counted(health: str, outcome: str) -> float:
+    text = httpx.get(f"{health}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "genstack_jobs_total" and sample.labels == {
+                "queue": "tts.xtts",
+                "outcome": outcome,
+            }:
+                return float(sample.value)
+    return 0.0
+
+
+def test_readiness_follows_redis_away_and_back(rig: Rig, redis_server: RedisServer) -> None:
+    assert httpx.get(f"{rig.health}/healthz", timeout=5).json() == {"status": "ok"}
+    assert rig.readiness() == (200, {"redis": "ok", "worker": "ok", "xtts": "ok"})
+    redis_server.stop()
+    wait_until(lambda: rig.readiness()[0] == 503, 30, "/readyz to report Redis down")
+    checks = rig.readiness()[1]
+    assert checks["redis"].startswith("unreachable:"), checks
+    assert checks["xtts"] == "ok"
+    redis_server.start()
+    wait_until(lambda: rig.readiness()[0] == 200, 60, "/readyz to see Redis back")
+
+
+def test_a_worker_whose_server_does_not_answer_is_not_ready(
+    redis_url: str, tmp_path: Path, service_process: StartServiceProcess
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    worker, health = start_worker(service_process, redis_url, tmp_path, dead)
+
+    def consuming() -> bool:
+        assert worker.is_running(), worker.log_tail()
+        try:
+            return readiness(health)[1].get("worker") == "ok"
+        except httpx.HTTPError:  # the health port is not up yet
+            return False
+
+    wait_until(consuming, 60, "the worker's consumer to start")
+    status, checks = readiness(health)
+    assert status == 503
+    assert checks["redis"] == "ok"
+    assert checks["xtts"].startswith(f"{dead}/readyz unreachable:"), checks
 
 
 def cancelled_syntheses(server: XttsServer) -> float:

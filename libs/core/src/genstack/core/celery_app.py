@@ -12,6 +12,7 @@ Why each default (DESIGN.md, "Lessons from peers"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -60,3 +61,26 @@ def create_celery_app(
     )
     app.conf.update(overrides)
     return app
+
+
+def run_celery_worker(
+    app: Celery, *, hostname: str, queues: Sequence[str], concurrency: int, loglevel: str
+) -> int:
+    """Consume ``queues`` in this process until SIGTERM (soft shutdown: running tasks get
+    the grace window, then go back to the queue); returns the exit code.
+
+    Threads: every genstack worker waits on I/O (HTTP to a model server, S3), not the CPU.
+    No gossip or mingle: workers need no news of each other (the job store and the leases
+    in Redis are their shared state), and mingling slows every start-up."""
+    worker = app.Worker(
+        hostname=hostname,
+        queues=list(queues),
+        pool="threads",
+        concurrency=concurrency,
+        loglevel=loglevel,
+        without_gossip=True,
+        without_mingle=True,
+        optimization="fair",
+    )
+    worker.start()
+    return int(getattr(worker, "exitcode", 0) or 0)

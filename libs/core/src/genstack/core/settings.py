@@ -138,3 +138,20 @@ class CelerySettings(BaseSettings):
         description="On SIGTERM, running tasks get this long to finish before they are "
         "requeued. Keep the container's stop grace period above it.",
     )
+
+
+class JobWorkerSettings(CoreSettings, CelerySettings):
+    """What every job worker (``genstack-xtts worker``, ...) needs: Redis, its host, Celery's
+    knobs, and its health port."""
+
+    worker_health_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - the container's health port
+        description="Address of the job worker's /healthz, /readyz and /metrics.",
+    )
+    worker_health_port: int = Field(
+        default=9102,
+        ge=0,
+        le=65535,
+        description="Port of the job worker's /healthz, /readyz and /metrics; 0: none (for "
+        "several workers sharing one network namespace).",
+    )

@@ -1,295 +1,134 @@
-"""The job task contract between the gateway and every backend worker, and its runtime.
+"""A job worker process: one handler on one or more queues, the Celery start-up written once.
 
-The gateway writes the job record and sends ``JOB_TASK(job_id)`` to the backend's queue
-(:func:`dispatch_job`). A backend worker (``genstack-xtts worker``, ...) registers one
-handler with :func:`register_job_task`; the runtime does everything else the same way for
-every backend:
+A backend's worker (``genstack-xtts worker``, ...) is its handler and one call::
 
-- skips jobs that were cancelled while queued, or finished by an earlier delivery;
-- ``queued -> running``, a fresh ``OUTPUT_DIR/<job-id>/`` for the handler's files;
-- progress and cancellation through :class:`JobContext` (the handler polls ``cancelled()``
-  between steps and stops its backend);
-- ``running -> uploading``: every file is handed to this host's uploader with the job id and
-  the file count, and the uploader ends the job ``succeeded`` when the last one is verified;
-- errors become ``failed`` with a code; :class:`JobFailedError` with ``retryable`` (a backend
-  that is down or busy) is retried with backoff first.
+    serve_jobs(settings, name="xtts", queues=["tts.xtts"], handler=handler, concurrency=1,
+               checks={"xtts": http_check(f"{settings.xtts_url}/readyz")})
 
-A worker holds a lease on the job it runs (``genstack.core.leases``): if it dies, a reaper
-in another (or the restarted) worker of the queue dispatches the job again within about a
-minute, instead of after Celery's visibility timeout (hours). A new delivery runs the job
-again from the start; one that comes after the hand-over finds the job ``uploading`` and
-hands the same files over again, which the uploader's ledger makes a no-op. So every task
-is idempotent, as Celery's ``acks_late`` redelivery needs.
+which runs, until SIGTERM:
+
+- a Celery worker (:func:`genstack.core.celery_app.run_celery_worker`) with ``JOB_TASK``
+  registered over a :class:`~genstack.core.job_runner.JobRunner` per queue; retryable
+  failures (a backend down or busy) are retried with backoff;
+- a lease on every job it runs and a :class:`~genstack.core.leases.Reaper` per queue, so a
+  job whose worker died is dispatched again within about a minute (each queue's leases keep
+  their own active set, so its reaper dispatches to that queue);
+- the health port (``WORKER_HEALTH_HOST``/``WORKER_HEALTH_PORT``): ``/healthz``; ``/readyz``
+  (Redis, the Celery consumer, and the service's ``checks``, e.g. its model server); and
+  ``/metrics`` (jobs by queue and outcome, job duration, jobs running).
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
 import logging
-import shutil
+import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
-from datetime import UTC
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from celery import Celery, Task
-from kombu import serialization
+from celery import Celery, Task, signals
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from genstack.core.backoff import backoff_s
-from genstack.core.jobs import Job, JobError, JobStatus
-from genstack.core.jobstore import InvalidTransitionError, JobNotFoundError, JobStore
-from genstack.core.leases import JobLeases, LeaseHeldError, Reaper
-from genstack.core.uploads import enqueue_upload
+from genstack.core.celery_app import create_celery_app, run_celery_worker
+from genstack.core.health import OK, Check, HealthServer, redis_check, run_checks
+from genstack.core.job_runner import (
+    JobFailedError,
+    JobHandler,
+    JobRunner,
+    uploader_hand_over,
+)
+from genstack.core.job_task import JOB_TASK, dispatch_job
+from genstack.core.jobstore import JobStore
+from genstack.core.leases import DEFAULT_LEASE_S, JobLeases, Reaper
+from genstack.core.redis_client import connect
+from genstack.core.settings import JobWorkerSettings
 
 log = logging.getLogger(__name__)
 
-JOB_TASK = "genstack.job.run"
-CANCEL_POLL_S = 0.5
+# Metric labels beside JobOutcome's: a delivery that will be retried, one that raised.
+RETRIED = "retried"
+ERROR = "error"
+_DURATION_BUCKETS = (0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600)
 
 
-def dispatch_job(app: Celery, job_id: str, queue: str) -> None:
-    """Queue a job (its record must exist) for the workers of ``queue``. The Celery task id
-    is the job id, so the task can be found (and revoked) by it."""
-    app.send_task(JOB_TASK, args=[job_id], queue=queue, task_id=job_id)
+@dataclass(frozen=True)
+class JobPolicy:
+    """Retries of a job whose backend is not available, and how fast a dead worker's job
+    is taken over (a lease lapses after ``lease_s``; reapers look every ``reap_interval_s``)."""
+
+    max_retries: int = 5
+    retry_base_s: float = 2.0
+    retry_max_s: float = 60.0
+    lease_s: float = DEFAULT_LEASE_S
+    reap_interval_s: float = 15.0
 
 
-def job_message(app: Celery, job_id: str, queue: str) -> str:
-    """The message :func:`dispatch_job` publishes, as Celery's Redis transport keeps it (an
-    entry of the list named ``queue``), for a producer that pushes it with ``LPUSH`` in its
-    own Redis transaction together with the job's record (the gateway). Celery's own task
-    message builder and serializer make it, so a worker takes it as one ``send_task`` sent."""
-    headers, properties, body, _ = app.amqp.create_task_message(
-        job_id, JOB_TASK, args=[job_id], kwargs={}, reply_to=app.thread_oid
-    )
-    content_type, content_encoding, data = serialization.dumps(
-        body, serializer=app.conf.task_serializer
-    )
-    raw = data if isinstance(data, bytes) else data.encode(content_encoding or "utf-8")
-    message = {
-        "body": base64.b64encode(raw).decode("ascii"),
-        "content-encoding": content_encoding,
-        "content-type": content_type,
-        "headers": headers,
-        "properties": {
-            **properties,
-            "delivery_mode": 2,  # persistent, as task_default_delivery_mode
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    return json.dumps(message)
+DEFAULT_POLICY = JobPolicy()
 
 
-class JobFailedError(Exception):
-    """The job cannot succeed; ``code`` and ``message`` are shown to the client.
+class JobMetrics:
+    """Prometheus metrics of one job worker process (its own registry: no global state)."""
 
-    ``retryable``: the cause may pass (backend down, busy, loading its model); the task is
-    retried with backoff before the job is failed."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-
-
-class JobCancelledError(Exception):
-    """Raised by a handler (or :meth:`JobContext.check_cancelled`) to stop a cancelled job."""
-
-
-class LeaseLostError(Exception):
-    """This worker lost the job's lease (another delivery took it over): stop, change nothing."""
-
-
-class JobContext:
-    """What a handler gets: the job, a folder for its files, progress and cancellation."""
-
-    def __init__(
-        self, job: Job, output_dir: Path, store: JobStore, lost: threading.Event | None = None
-    ) -> None:
-        self.job = job
-        self.output_dir = output_dir
-        self._store = store
-        self._lost = lost or threading.Event()
-        self._checked_at = 0.0
-        self._cancelled = False
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return self.job.params
-
-    def progress(self, fraction: float, message: str | None = None) -> None:
-        self._store.set_progress(self.job.id, fraction, message)
-
-    def cancelled(self) -> bool:
-        """Whether the handler should stop: a cancel was requested (Redis is asked at most
-        every CANCEL_POLL_S), or this worker lost the job's lease."""
-        if self._cancelled or self._lost.is_set():
-            return True
-        now = time.monotonic()
-        if now - self._checked_at >= CANCEL_POLL_S:
-            self._checked_at = now
-            self._cancelled = self._store.cancel_requested(self.job.id)
-        return self._cancelled
-
-    def check_cancelled(self) -> None:
-        if self._lost.is_set():
-            raise LeaseLostError(self.job.id)
-        if self.cancelled():
-            raise JobCancelledError(self.job.id)
-
-
-JobHandler = Callable[[JobContext], Sequence[Path]]
-
-
-class JobRunner:
-    """One job delivery, Celery-free (``register_job_task`` adds the queue and retries)."""
-
-    def __init__(
-        self,
-        *,
-        store: JobStore,
-        handler: JobHandler,
-        output_dir: Path,
-        hand_over: HandOver,
-        leases: JobLeases,
-    ) -> None:
-        self.store = store
-        self.handler = handler
-        self.output_dir = output_dir
-        self.hand_over = hand_over
-        self.leases = leases
-
-    def run(self, job_id: str, *, final_attempt: bool = True) -> str:
-        """Run the job; returns what happened. Raises JobFailedError (retryable) only when
-        not ``final_attempt``: the caller retries it later."""
-        job = self.store.get(job_id)
-        if job is None:
-            log.warning(
-                "job not found (expired or deleted), task dropped", extra={"job_id": job_id}
-            )
-            return "missing"
-        if job.status.terminal:
-            return job.status.value
-        try:
-            with self.leases.held(job_id) as lost:
-                return self._run_held(job, lost, final_attempt)
-        except LeaseHeldError:
-            log.info("job is running on another worker", extra={"job_id": job_id})
-            return "running_elsewhere"
-
-    def _run_held(self, job: Job, lost: threading.Event, final_attempt: bool) -> str:
-        job_id = job.id
-        folder = self.output_dir / job_id
-        if job.status == JobStatus.UPLOADING:
-            self._hand_over(job, self._files_in(folder))
-            return "handed_over_again"
-        if self.store.cancel_requested(job_id):
-            return self._cancel(job_id, folder)
-        try:
-            job = self.store.set_status(job_id, JobStatus.RUNNING)
-        except (InvalidTransitionError, JobNotFoundError):
-            return "superseded"  # cancelled or deleted between the read and now
-        shutil.rmtree(folder, ignore_errors=True)  # what an interrupted earlier try left
-        folder.mkdir(parents=True, exist_ok=True)
-        context = JobContext(job, folder, self.store, lost)
-        started = time.monotonic()
-        try:
-            files = list(self.handler(context))
-            context.check_cancelled()
-        except LeaseLostError:
-            log.warning("job taken over by another delivery", extra={"job_id": job_id})
-            return "lease_lost"
-        except JobCancelledError:
-            return self._cancel(job_id, folder)
-        except JobFailedError as exc:
-            if exc.retryable and not final_attempt:
-                raise
-            return self._fail(job_id, exc.code, exc.message)
-        except Exception as exc:
-            log.exception("job handler crashed", extra={"job_id": job_id})
-            return self._fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
-        outside = [f for f in files if folder.resolve() not in f.resolve().parents]
-        if outside:
-            return self._fail(
-                job_id, "internal_error", f"handler wrote outside its folder: {outside}"
-            )
-        if not files:
-            return self._fail(job_id, "no_output", "the backend produced no file")
-        log.info(
-            "job produced its files",
-            extra={"job_id": job_id, "files": len(files), "seconds": time.monotonic() - started},
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.jobs = Counter(
+            "genstack_jobs",
+            "Job deliveries this worker ran, by queue and outcome (handed_over, failed, "
+            "cancelled, ..., retried = will run again after a backoff, error = raised).",
+            ["queue", "outcome"],
+            registry=self.registry,
         )
-        try:
-            job = self.store.set_status(job_id, JobStatus.UPLOADING)
-        except InvalidTransitionError:
-            return self._cancel(job_id, folder)  # cancelled in the last instant
-        self._hand_over(job, files)
-        return "handed_over"
+        self.duration = Histogram(
+            "genstack_job_duration_seconds",
+            "Time one job delivery took in this worker (the backend's work and the hand-over).",
+            ["queue"],
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.running = Gauge(
+            "genstack_jobs_running",
+            "Jobs this worker is running now.",
+            ["queue"],
+            registry=self.registry,
+        )
 
-    def _files_in(self, folder: Path) -> list[Path]:
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-
-    def _hand_over(self, job: Job, files: Sequence[Path]) -> None:
-        if not files:
-            self._fail(job.id, "upload_failed", "the job's files are gone from the output folder")
-            return
-        date = job.created_at.astimezone(UTC).strftime("%Y-%m-%d")
-        for path in files:
-            self.hand_over(str(path.resolve()), job.id, len(files), date)
-
-    def _cancel(self, job_id: str, folder: Path) -> str:
-        shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(InvalidTransitionError, JobNotFoundError):
-            self.store.set_status(job_id, JobStatus.CANCELLED)  # unless it finished already
-        log.info("job cancelled", extra={"job_id": job_id})
-        return "cancelled"
-
-    def _fail(self, job_id: str, code: str, message: str) -> str:
-        with contextlib.suppress(InvalidTransitionError, JobNotFoundError):
-            self.store.set_status(
-                job_id, JobStatus.FAILED, error=JobError(code=code, message=message)
-            )
-        log.warning("job failed", extra={"job_id": job_id, "code": code, "err": message})
-        return "failed"
-
-
-# (path, job_id, job_files, date) -> hand one file to this host's uploader
-HandOver = Callable[[str, str, int, str], None]
-
-
-def uploader_hand_over(app: Celery, node_id: str) -> HandOver:
-    def hand_over(path: str, job_id: str, job_files: int, date: str) -> None:
-        enqueue_upload(app, path, node_id=node_id, job_id=job_id, job_files=job_files, date=date)
-
-    return hand_over
+    def observe(self, queue: str, outcome: str, seconds: float) -> None:
+        self.jobs.labels(queue=queue, outcome=outcome).inc()
+        self.duration.labels(queue=queue).observe(seconds)
 
 
 def register_job_task(
     app: Celery,
-    runner: JobRunner,
+    runners: Mapping[str, JobRunner],
     *,
+    metrics: JobMetrics | None = None,
     max_retries: int = 5,
     retry_base_s: float = 2.0,
     retry_max_s: float = 60.0,
 ) -> Task[Any, Any]:
-    """Register JOB_TASK on ``app`` running ``runner``; retryable failures back off."""
+    """Register JOB_TASK on ``app``: a delivery from queue Q runs ``runners[Q]``; retryable
+    failures back off."""
+    if not runners:
+        raise ValueError("register_job_task needs a runner for at least one queue")
+    metrics = metrics or JobMetrics()
+    first = next(iter(runners))
 
     @app.task(name=JOB_TASK, bind=True, max_retries=max_retries)
     def run_job(self: Task[Any, Any], job_id: str) -> str:
+        routed = (self.request.delivery_info or {}).get("routing_key")
+        # Only a message routed by hand names no queue of ours; run it anyway.
+        queue = routed if isinstance(routed, str) and routed in runners else first
         attempt = self.request.retries
+        started = time.monotonic()
+        outcome: str = ERROR
         try:
-            return runner.run(job_id, final_attempt=attempt >= max_retries)
+            with metrics.running.labels(queue=queue).track_inprogress():
+                outcome = runners[queue].run(job_id, final_attempt=attempt >= max_retries)
         except JobFailedError as exc:
+            outcome = RETRIED
             log.warning(
                 "backend not available, job retried",
                 extra={"job_id": job_id, "attempt": attempt + 1, "err": exc.message},
@@ -297,42 +136,137 @@ def register_job_task(
             raise self.retry(
                 exc=exc, countdown=backoff_s(attempt, retry_base_s, retry_max_s)
             ) from exc
+        finally:
+            metrics.observe(queue, outcome, time.monotonic() - started)
+        return outcome
 
     return run_job
 
 
-def run_worker(
-    app: Celery,
-    *,
-    queue: str,
-    hostname: str,
-    concurrency: int,
-    loglevel: str,
-    leases: JobLeases | None = None,
-    reap_interval_s: float = 15.0,
-) -> int:
-    """Consume ``queue`` until SIGTERM (soft shutdown: running jobs get the grace window,
-    then go back to the queue). Threads: a backend worker only waits on HTTP. With
-    ``leases``, a reaper dispatches again the queue's jobs whose worker died."""
-    reaper = None
-    if leases is not None:
-        reaper = Reaper(
-            leases, lambda job_id: dispatch_job(app, job_id, queue), interval_s=reap_interval_s
+class JobWorker:
+    """The parts :func:`serve_jobs` runs; built at construction, started by :meth:`run`."""
+
+    def __init__(
+        self,
+        settings: JobWorkerSettings,
+        *,
+        name: str,
+        queues: Sequence[str],
+        handler: JobHandler,
+        concurrency: int,
+        checks: Mapping[str, Check] | None = None,
+        policy: JobPolicy = DEFAULT_POLICY,
+    ) -> None:
+        if not queues:
+            raise ValueError("a job worker needs at least one queue")
+        self.settings = settings
+        self.queues = list(queues)
+        self.concurrency = concurrency
+        # Unique per process: several workers may share a host, and a lease names its owner.
+        self.hostname = f"{name}-{os.getpid()}@{settings.node_id}"
+        self.app = create_celery_app(f"genstack-{name}-worker", settings.redis_url, settings)
+        self.store = JobStore(connect(settings.redis_url), ttl_s=settings.job_ttl_s)
+        self.metrics = JobMetrics()
+        hand_over = uploader_hand_over(self.app, settings.node_id)
+        self.leases = {
+            queue: JobLeases(self.store, queue=queue, owner=self.hostname, ttl_s=policy.lease_s)
+            for queue in self.queues
+        }
+        runners = {
+            queue: JobRunner(
+                store=self.store,
+                handler=handler,
+                output_dir=settings.output_dir,
+                hand_over=hand_over,
+                leases=leases,
+            )
+            for queue, leases in self.leases.items()
+        }
+        register_job_task(
+            self.app,
+            runners,
+            metrics=self.metrics,
+            max_retries=policy.max_retries,
+            retry_base_s=policy.retry_base_s,
+            retry_max_s=policy.retry_max_s,
         )
-        reaper.start()
-    worker = app.Worker(
-        hostname=hostname,
-        queues=[queue],
-        pool="threads",
+        self.reapers = [
+            Reaper(leases, self._redispatcher(queue), interval_s=policy.reap_interval_s)
+            for queue, leases in self.leases.items()
+        ]
+        self.consuming = threading.Event()
+        self.readiness = run_checks(
+            {"redis": redis_check(settings.redis_url), "worker": self._consumer, **(checks or {})}
+        )
+        self.health: HealthServer | None = None
+        if settings.worker_health_port:
+            self.health = HealthServer(
+                settings.worker_health_host,
+                settings.worker_health_port,
+                self.metrics.registry,
+                self.readiness,
+            )
+
+    def run(self) -> int:
+        log.info(
+            "job worker starting",
+            extra={
+                "queues": self.queues,
+                "hostname": self.hostname,
+                "health_port": self.health.port if self.health else None,
+            },
+        )
+        signals.worker_ready.connect(self._on_ready, weak=False)
+        if self.health is not None:
+            self.health.start()
+        for reaper in self.reapers:
+            reaper.start()
+        try:
+            return run_celery_worker(
+                self.app,
+                hostname=self.hostname,
+                queues=self.queues,
+                concurrency=self.concurrency,
+                loglevel=self.settings.log_level,
+            )
+        finally:
+            for reaper in self.reapers:
+                reaper.stop()
+            if self.health is not None:
+                self.health.stop()
+
+    def _redispatcher(self, queue: str) -> Callable[[str], None]:
+        return lambda job_id: dispatch_job(self.app, job_id, queue)
+
+    def _on_ready(self, **_: Any) -> None:
+        self.consuming.set()
+        log.info("job worker ready", extra={"queues": self.queues})
+
+    def _consumer(self) -> str:
+        return OK if self.consuming.is_set() else "starting"
+
+
+def serve_jobs(
+    settings: JobWorkerSettings,
+    *,
+    name: str,
+    queues: Sequence[str],
+    handler: JobHandler,
+    concurrency: int,
+    checks: Mapping[str, Check] | None = None,
+    policy: JobPolicy = DEFAULT_POLICY,
+) -> int:
+    """Run ``handler`` on the jobs of ``queues`` until SIGTERM; returns the exit code.
+
+    ``name`` names the process (Celery app ``genstack-<name>-worker``, hostname
+    ``<name>-<pid>@<NODE_ID>``); ``checks`` are added to /readyz (name -> "ok" or what is
+    wrong), e.g. the model server the handler calls."""
+    return JobWorker(
+        settings,
+        name=name,
+        queues=queues,
+        handler=handler,
         concurrency=concurrency,
-        loglevel=loglevel,
-        without_gossip=True,
-        without_mingle=True,
-        optimization="fair",
-    )
-    try:
-        worker.start()
-    finally:
-        if reaper is not None:
-            reaper.stop()
-    return int(getattr(worker, "exitcode", 0) or 0)
+        checks=checks,
+        policy=policy,
+    ).run()

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from genstack.core.contracts.speech import SpeechParams
-from genstack.core.worker import JobContext, JobFailedError
+from genstack.core.job_runner import JobContext, JobFailedError
 from genstack.tts.audio import FORMATS, PCM_RATE, Encoder
 from genstack.tts.text import split_sentences
 

@@ -15,7 +15,7 @@ import uuid
 
 from celery import Celery
 
-from genstack.core.worker import job_message
+from genstack.core.job_task import job_message
 
 _ID = "genstack-job-id-placeholder"
 _TAG = "genstack-delivery-tag-placeholder"

@@ -10,12 +10,12 @@ from typing import Any
 from celery import signals
 from redis.exceptions import RedisError
 
-from genstack.core.celery_app import create_celery_app
+from genstack.core.celery_app import create_celery_app, run_celery_worker
+from genstack.core.health import OK, HealthServer, redis_check
 from genstack.core.jobstore import JobStore
 from genstack.core.redis_client import connect
 from genstack.core.storage import StorageError, storage_from_settings
 from genstack.core.uploads import enqueue_upload, upload_queue
-from genstack.uploader.health import HealthServer
 from genstack.uploader.ledger import UploadLedger
 from genstack.uploader.metrics import UploaderMetrics
 from genstack.uploader.paths import AllowedRoots
@@ -76,6 +76,7 @@ class UploaderApp:
             self.metrics.registry,
             self.readiness,
         )
+        self._redis_check = redis_check(settings.redis_url)
         self.metrics.track_pending(self._pending)
         self.metrics.track_failed(self._failed)
         self._storage_checked = (0.0, "not checked yet")
@@ -100,23 +101,18 @@ class UploaderApp:
         self.health.start()
         threading.Thread(target=self._recover, name="recover", daemon=True).start()
         self.watcher.start()
-        worker = self.celery.Worker(
-            hostname=f"uploader@{self.settings.node_id}",
-            queues=[self.queue],
-            pool="threads",
-            concurrency=self.settings.upload_workers,
-            loglevel=self.settings.log_level,
-            without_gossip=True,
-            without_mingle=True,
-            optimization="fair",
-        )
         try:
-            worker.start()
+            code = run_celery_worker(
+                self.celery,
+                hostname=f"uploader@{self.settings.node_id}",
+                queues=[self.queue],
+                concurrency=self.settings.upload_workers,
+                loglevel=self.settings.log_level,
+            )
         finally:
             self.stopping.set()
             self.watcher.stop()
             self.health.stop()
-        code = int(getattr(worker, "exitcode", 0) or 0)
         log.info("uploader stopped", extra={"exit_code": code})
         return code
 
@@ -157,22 +153,17 @@ class UploaderApp:
 
     # observability ------------------------------------------------------------------------
     def readiness(self) -> dict[str, str]:
-        checks: dict[str, str] = {}
-        try:
-            self.redis.ping()
-            checks["redis"] = "ok"
-        except RedisError as exc:
-            checks["redis"] = f"unreachable: {exc}"
+        checks = {"redis": self._redis_check()}
         checked_at, status = self._storage_checked
-        if time.monotonic() - checked_at > STORAGE_CHECK_TTL_S or status != "ok":
+        if time.monotonic() - checked_at > STORAGE_CHECK_TTL_S or status != OK:
             try:
                 self.storage.check()
-                status = "ok"
+                status = OK
             except StorageError as exc:
                 status = str(exc)
             self._storage_checked = (time.monotonic(), status)
         checks["storage"] = status
-        checks["worker"] = "ok" if self.worker_ready.is_set() else "starting"
+        checks["worker"] = OK if self.worker_ready.is_set() else "starting"
         return checks
 
     def _pending(self) -> float:

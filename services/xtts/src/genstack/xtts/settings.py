@@ -1,5 +1,5 @@
-"""The xtts service's one settings class: the shared TTS settings (TTS_*), Celery's, and
-its own (XTTS_*)."""
+"""The xtts service's one settings class: the shared TTS settings (TTS_*), the job worker's
+(Celery's, WORKER_HEALTH_*), and its own (XTTS_*)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from genstack.core.settings import CelerySettings
+from genstack.core.settings import JobWorkerSettings
 from genstack.tts.settings import TTSSettings
 
 
-class XttsSettings(TTSSettings, CelerySettings):
+class XttsSettings(TTSSettings, JobWorkerSettings):
     xtts_host: str = Field(default="0.0.0.0", description="Address the server listens on.")  # noqa: S104 - the container's port
     xtts_port: int = Field(default=8020, ge=1, le=65535, description="xtts-api-server's port.")
     xtts_model_dir: Path = Field(

@@ -1,14 +1,17 @@
-"""A small real job worker for tests: genstack.core's job runtime (``register_job_task``,
-``JobRunner``, hand-over to the uploader) on a real Celery worker process, with a handler
-that writes small valid files instead of calling a model server.
+"""A small real job worker for tests: genstack.core's job worker (``serve_jobs``: Celery,
+``JobRunner``, leases and reapers, hand-over to the uploader, the health port) with a
+handler that writes small valid files instead of calling a model server.
 
     python -m genstack.testing.job_worker --queue tts.xtts [--queue comfyui ...]
 
-Environment: REDIS_URL, NODE_ID, OUTPUT_DIR, JOB_TTL_S (genstack.core's settings). Needs
-genstack-core in the environment (imported when run, not by the pytest plugin).
+Environment: genstack.core's JobWorkerSettings (REDIS_URL, NODE_ID, OUTPUT_DIR, JOB_TTL_S,
+WORKER_HEALTH_PORT, ...). Needs genstack-core in the environment (imported when run, not by
+the pytest plugin).
 
 What a job does is steered by its params, so tests can ask for every outcome:
 - ``fail_code`` (+ ``fail_message``): the job fails with that code;
+- ``busy_times``: the first so many deliveries find the "backend" busy (a retryable
+  failure, counted in Redis), so the job is retried with backoff;
 - ``steps`` (default 2) progress steps, ``sleep_s`` (default 0) seconds each, checking for
   cancellation between steps (a long ``sleep_s`` makes a job to cancel while it runs);
 - ``n`` or ``files``: how many files it makes (default 1); tts jobs make WAV files,
@@ -19,14 +22,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import struct
 import sys
 import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 
 def wav_bytes(seconds: float = 0.25, rate: int = 16000) -> bytes:
@@ -75,11 +80,14 @@ def png_bytes(width: int = 8, height: int = 8, shade: int = 0) -> bytes:
     )
 
 
-def make_handler() -> Any:
-    from genstack.core.worker import JobContext, JobFailedError
+def make_handler(redis: Redis) -> Any:
+    from genstack.core.job_runner import JobContext, JobFailedError
 
     def handle(ctx: JobContext) -> Sequence[Path]:
         params: dict[str, Any] = ctx.params
+        busy = int(params.get("busy_times") or 0)
+        if busy and int(redis.incr(f"test-worker:busy:{ctx.job.id}")) <= busy:
+            raise JobFailedError("backend_unavailable", "the backend is busy", retryable=True)
         # Backends' own params (an image job's "steps": None) may share these names.
         steps = int(params.get("steps") or 0) if "sleep_s" in params else 2
         sleep_s = float(params.get("sleep_s") or 0.0)
@@ -120,47 +128,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--queue", action="append", required=True, help="queue(s) to consume")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument(
+        "--backend-url", help="a URL /readyz checks as the backend (as a model server's)"
+    )
+    parser.add_argument("--lease-s", type=float, default=30.0, help="job lease lifetime")
+    parser.add_argument("--reap-interval-s", type=float, default=15.0)
     args = parser.parse_args(argv)
 
-    from genstack.core.celery_app import create_celery_app
-    from genstack.core.jobstore import JobStore
-    from genstack.core.leases import JobLeases
+    from genstack.core.health import http_check
     from genstack.core.logging import configure_logging
     from genstack.core.redis_client import connect
-    from genstack.core.settings import CelerySettings, CoreSettings
-    from genstack.core.worker import JobRunner, register_job_task, uploader_hand_over
+    from genstack.core.settings import JobWorkerSettings
+    from genstack.core.worker import JobPolicy, serve_jobs
 
-    class Settings(CoreSettings, CelerySettings):
-        pass
-
-    settings = Settings()
+    settings = JobWorkerSettings()
     configure_logging("test-worker", settings.log_level, settings.log_format)
-    app = create_celery_app("genstack-test-worker", settings.redis_url, settings)
-    store = JobStore(connect(settings.redis_url), ttl_s=settings.job_ttl_s)
-    hostname = f"test-worker-{os.getpid()}@{settings.node_id}"
-    runner = JobRunner(
-        store=store,
-        handler=make_handler(),
-        output_dir=settings.output_dir,
-        hand_over=uploader_hand_over(app, settings.node_id),
-        # Leases keep two deliveries of a job apart; no reaper runs here (it re-dispatches
-        # to one queue, and this worker may serve several), so a dead test worker's job
-        # is not taken over.
-        leases=JobLeases(store, queue="+".join(args.queue), owner=hostname),
-    )
-    register_job_task(app, runner, max_retries=1, retry_base_s=0.1, retry_max_s=0.5)
-    worker = app.Worker(
-        hostname=hostname,
+    return serve_jobs(
+        settings,
+        name="test",
         queues=args.queue,
-        pool="threads",
+        handler=make_handler(connect(settings.redis_url)),
         concurrency=args.concurrency,
-        loglevel=settings.log_level,
-        without_gossip=True,
-        without_mingle=True,
-        optimization="fair",
+        checks={"backend": http_check(args.backend_url)} if args.backend_url else None,
+        # Retries in tenths of seconds, not seconds: tests wait for them.
+        policy=JobPolicy(
+            max_retries=5,
+            retry_base_s=0.1,
+            retry_max_s=0.5,
+            lease_s=args.lease_s,
+            reap_interval_s=args.reap_interval_s,
+        ),
     )
-    worker.start()
-    return int(getattr(worker, "exitcode", 0) or 0)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from genstack.testing.process import ServiceProcess, console_script
 __all__ = [
     "API_KEY",
     "RunningGateway",
+    "job_worker_argv",
     "start_gateway",
     "start_job_worker",
     "start_uploader",
@@ -76,6 +77,15 @@ def start_gateway(
     )
 
 
+def job_worker_argv(queues: list[str], *options: str, concurrency: int = 2) -> list[str]:
+    """The command line of :mod:`genstack.testing.job_worker` consuming ``queues``;
+    ``options`` are its other flags (``--backend-url``, ``--lease-s``, ...)."""
+    argv = [sys.executable, "-m", "genstack.testing.job_worker", "--concurrency", str(concurrency)]
+    for queue in queues:
+        argv += ["--queue", queue]
+    return [*argv, *options]
+
+
 def start_job_worker(
     redis_url: str,
     log_dir: Path,
@@ -84,20 +94,31 @@ def start_job_worker(
     env: dict[str, str] | None = None,
     name: str = "worker",
     concurrency: int = 2,
+    timeout: float = 30.0,
 ) -> ServiceProcess:
-    """:mod:`genstack.testing.job_worker` consuming ``queues`` (a real Celery worker)."""
-    argv = [sys.executable, "-m", "genstack.testing.job_worker", "--concurrency", str(concurrency)]
-    for queue in queues:
-        argv += ["--queue", queue]
+    """:mod:`genstack.testing.job_worker` consuming ``queues`` (a real Celery worker), ready
+    (its /readyz answers 200: Redis reached, the consumer started)."""
+    port = free_port()
     merged = {
         "REDIS_URL": redis_url,
         "NODE_ID": "test-node",
         "OUTPUT_DIR": str(log_dir / "outputs"),
+        "WORKER_HEALTH_HOST": "127.0.0.1",
+        "WORKER_HEALTH_PORT": str(port),
         "LOG_FORMAT": "text",
         **(env or {}),
     }
-    process = ServiceProcess(argv, env=merged, log_path=log_dir / f"{name}.log")
-    process.wait_ready()
+    process = ServiceProcess(
+        job_worker_argv(queues, concurrency=concurrency),
+        env=merged,
+        log_path=log_dir / f"{name}.log",
+        ready_url=f"http://127.0.0.1:{merged['WORKER_HEALTH_PORT']}/readyz",
+    )
+    try:
+        process.wait_ready(timeout)
+    except BaseException:
+        process.stop()
+        raise
     return process
 
 
