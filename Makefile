@@ -16,9 +16,11 @@ PYTEST_ARGS ?=
 PYTEST := -m pytest -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)
 
 # package name -> its tests; each runs in .venvs/<name> built with `uv sync --package`.
-PACKAGES := core tts uploader xtts gateway
+PACKAGES := core http tts uploader xtts gateway
 core_PKG := genstack-core
 core_TESTS := libs/core/tests
+http_PKG := genstack-http
+http_TESTS := libs/http/tests
 tts_PKG := genstack-tts
 tts_TESTS := libs/tts/tests
 uploader_PKG := genstack-uploader
@@ -66,7 +68,7 @@ lint:
 	$(VENVS)/stack/bin/ruff format --check .
 
 typecheck:
-	$(VENVS)/stack/bin/mypy -p genstack.core -p genstack.tts -p genstack.uploader -p genstack.xtts -p genstack.gateway -p genstack.testing
+	$(VENVS)/stack/bin/mypy -p genstack.core -p genstack.http -p genstack.tts -p genstack.uploader -p genstack.xtts -p genstack.gateway -p genstack.testing
 
 unit-%:
 	@echo "== tests of $* in $(VENVS)/$*"
