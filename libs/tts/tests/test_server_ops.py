@@ -39,10 +39,11 @@ def test_bearer_auth_guards_everything_but_health(start_tone: Callable[..., Tone
     url = f"{server.url}/v1/audio/speech"
     missing = httpx.post(url, json=SPEECH)
     assert missing.status_code == 401
-    assert missing.json()["error"]["code"] == "invalid_api_key"
+    assert missing.json()["error"]["code"] == "missing_api_key"
     assert missing.headers["www-authenticate"].startswith("Bearer")
     wrong = httpx.post(url, json=SPEECH, headers={"Authorization": "Bearer key-three"})
     assert wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "invalid_api_key"
     for key in ("key-one", "key-two"):
         ok = httpx.post(url, json=SPEECH, headers={"Authorization": f"Bearer {key}"})
         assert ok.status_code == 200

@@ -68,11 +68,11 @@ def test_file_field_and_missing_name_work_too(tone: ToneServer) -> None:
 @pytest.mark.parametrize(
     ("data", "status", "code"),
     [
-        (b"this is not audio at all" * 50, 422, "invalid_audio"),
-        (b"%PDF-1.4\n" + os.urandom(4000), 422, "invalid_audio"),
-        (encode_all(tone_wave(200, 0.3), "wav", 24_000), 422, "audio_too_short"),
-        (encode_all(np.zeros(48_000, dtype=np.float32), "wav", 24_000), 422, "invalid_audio"),
-        (encode_all(tone_wave(200, 61.0), "flac", 24_000), 422, "audio_too_long"),
+        (b"this is not audio at all" * 50, 400, "invalid_audio"),
+        (b"%PDF-1.4\n" + os.urandom(4000), 400, "invalid_audio"),
+        (encode_all(tone_wave(200, 0.3), "wav", 24_000), 400, "audio_too_short"),
+        (encode_all(np.zeros(48_000, dtype=np.float32), "wav", 24_000), 400, "invalid_audio"),
+        (encode_all(tone_wave(200, 61.0), "flac", 24_000), 400, "audio_too_long"),
     ],
     ids=["text", "pdf", "too-short", "silent", "too-long"],
 )
@@ -100,13 +100,13 @@ def test_an_upload_over_the_size_limit_is_413(
 
 def test_prompt_voices_and_uploads_without_audio_are_refused(tone: ToneServer) -> None:
     no_file = httpx.post(f"{tone.url}/v1/audio/voices", data={"name": "x"})
-    assert no_file.status_code == 422
+    assert no_file.status_code == 400
     prompt = httpx.post(
         f"{tone.url}/v1/audio/voices",
         files={"audio_sample": ("a.wav", encode_all(tone_wave(200, 2.0), "wav", 24_000))},
         data={"type": "prompt"},
     )
-    assert prompt.status_code == 422
+    assert prompt.status_code == 400
 
 
 @pytest.mark.parametrize(

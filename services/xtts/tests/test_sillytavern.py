@@ -107,7 +107,8 @@ def test_bad_settings_are_refused_and_change_nothing(xtts: XttsServer) -> None:
         before = st.get("/get_tts_settings").json()
         for bad in ({"temperature": "hot"}, {"top_k": "500"}, {"speed": "9"}, [1, 2]):
             response = st.post("/set_tts_settings", json=bad)
-            assert response.status_code == 422, bad
+            assert response.status_code == 400, bad
+            assert response.json()["error"]["type"] == "invalid_request_error"
         assert st.get("/get_tts_settings").json() == before
 
 

@@ -8,7 +8,7 @@ generation setting arrive with each call).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -39,9 +39,24 @@ class SynthesisParams:
     seed: int | None = None
     extra: BaseModel = field(default_factory=NoExtraParams)
 
+    @classmethod
+    def from_request(
+        cls, request: object, *, language: str, extra: BaseModel | None = None
+    ) -> SynthesisParams:
+        """The settings ``request`` carries (an OpenAI speech request, a client's saved
+        xtts-api-server settings): each field of this class it has by name and not None;
+        ``language`` as the server resolved it."""
+        values = {
+            f.name: value
+            for f in fields(cls)
+            if f.name not in ("language", "extra")
+            and (value := getattr(request, f.name, None)) is not None
+        }
+        return cls(language=language, extra=extra or NoExtraParams(), **values)
+
 
 class EngineError(Exception):
-    """The engine cannot do what was asked for a reason the client caused (HTTP 422)."""
+    """The engine cannot do what was asked for a reason the client caused (HTTP 400)."""
 
 
 @runtime_checkable

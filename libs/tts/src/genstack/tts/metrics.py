@@ -68,3 +68,9 @@ class TTSMetrics:
             ["result"],
             registry=self.registry,
         )
+
+    def observe_request(
+        self, method: str, route: str, status: int, first_byte_s: float | None
+    ) -> None:
+        """genstack.http's RequestMetrics: one answered request."""
+        self.requests.labels(route, str(status)).inc()

@@ -24,8 +24,12 @@ class TTSSettings(CoreSettings):
     tts_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Bearer keys the TTS servers accept (comma list). Empty: no auth. "
-        "/healthz, /readyz and /metrics stay open.",
+        "/healthz and /readyz stay open.",
     )
+    tts_public_metrics: bool = Field(
+        default=True, description="/metrics open without a key (for Prometheus)."
+    )
+    tts_public_docs: bool = Field(default=True, description="/docs and the schema open.")
     tts_cors_origins: Annotated[list[str], NoDecode] = Field(
         # SillyTavern's default address: its XTTS provider calls the server from the browser.
         default_factory=lambda: ["http://localhost:8000", "http://127.0.0.1:8000"],

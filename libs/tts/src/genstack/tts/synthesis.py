@@ -15,8 +15,8 @@ import numpy as np
 from genstack.tts.audio import Encoder, SentenceJoiner, TempoStretcher, decode_audio
 from genstack.tts.cache import LRUCache
 from genstack.tts.engine import Samples, SynthesisParams, TTSEngine
-from genstack.tts.gpu import GpuRunner, RunningJob
 from genstack.tts.metrics import TTSMetrics
+from genstack.tts.model_thread import ModelStream, ModelThread
 from genstack.tts.text import split_sentences
 from genstack.tts.voices import (
     InvalidVoiceIdError,
@@ -55,7 +55,7 @@ class SpeechService:
     def __init__(
         self,
         engine: TTSEngine,
-        runner: GpuRunner,
+        model_thread: ModelThread,
         library: VoiceLibrary,
         metrics: TTSMetrics,
         *,
@@ -63,7 +63,7 @@ class SpeechService:
         max_reference_s: float,
     ) -> None:
         self.engine = engine
-        self.runner = runner
+        self.model_thread = model_thread
         self.library = library
         self.metrics = metrics
         self.max_reference_s = max_reference_s
@@ -128,7 +128,7 @@ class SpeechService:
     # synthesis -----------------------------------------------------------------------------
     async def start(
         self, text: str, voice: VoiceRef, params: SynthesisParams, *, stream: bool
-    ) -> RunningJob[Samples | SentenceEnd]:
+    ) -> ModelStream[Samples | SentenceEnd]:
         """Wait for the model (ModelBusyError past the limits) and start speaking ``text``;
         iterate the returned job for audio chunks and SENTENCE_END markers."""
         sentences = split_sentences(text, self.engine.max_chunk_chars(params.language))
@@ -157,11 +157,11 @@ class SpeechService:
                     metrics.audio_seconds.inc(seconds)
                     metrics.realtime_factor.observe(elapsed / seconds)
 
-        self.metrics.queue_depth.set(self.runner.waiting + 1)
+        self.metrics.queue_depth.set(self.model_thread.waiting + 1)
         try:
-            return await self.runner.open(produce)
+            return await self.model_thread.open(produce)
         finally:
-            self.metrics.queue_depth.set(self.runner.waiting)
+            self.metrics.queue_depth.set(self.model_thread.waiting)
 
 
 class AudioPipeline:

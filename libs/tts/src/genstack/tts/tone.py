@@ -147,23 +147,25 @@ def main(argv: list[str] | None = None) -> int:
         prog="genstack-tts-tone", description="The genstack TTS server with the tone engine."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the OpenAI speech API with the tone engine")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8021)
-    serve.add_argument("--char-delay-ms", type=float, default=0.0, help="compute time per char")
-    serve.add_argument("--load-delay-s", type=float, default=0.0, help="model load time")
+    serve_parser = sub.add_parser("serve", help="serve the OpenAI speech API with the tone engine")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8021)
+    serve_parser.add_argument(
+        "--char-delay-ms", type=float, default=0.0, help="compute time per char"
+    )
+    serve_parser.add_argument("--load-delay-s", type=float, default=0.0, help="model load time")
     args = parser.parse_args(argv)
 
     from genstack.core.logging import configure_logging
+    from genstack.http.serve import ServeOptions, serve
     from genstack.tts.app import create_app
-    from genstack.tts.server import serve_app
     from genstack.tts.settings import TTSSettings
 
     settings = TTSSettings()
     configure_logging("tts-tone", settings.log_level, settings.log_format)
     engine = ToneEngine(char_delay_s=args.char_delay_ms / 1000, load_delay_s=args.load_delay_s)
     app = create_app(engine, settings, name="tone", title="genstack tone TTS")
-    return serve_app(app, host=args.host, port=args.port)
+    return serve(app, ServeOptions(host=args.host, port=args.port))
 
 
 if __name__ == "__main__":

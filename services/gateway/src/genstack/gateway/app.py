@@ -9,26 +9,32 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from starlette.middleware.cors import CORSMiddleware
+from redis.exceptions import RedisError
+from starlette.responses import Response
 
 from genstack.core.logging import configure_logging
-from genstack.gateway.auth import ApiKeys
 from genstack.gateway.backends import Registry, build_registry
-from genstack.gateway.errors import install_error_handlers
 from genstack.gateway.metrics import GatewayMetrics
-from genstack.gateway.middleware import GatewayMiddleware, Policy, RequestIdFilter
 from genstack.gateway.routes import files, jobs, openai_audio, openai_images, ops
 from genstack.gateway.routes.jobs import JobRequest
 from genstack.gateway.services import Services
 from genstack.gateway.settings import GatewaySettings
 from genstack.gateway.webhooks.notifier import RetryPolicy, WebhookNotifier
+from genstack.http.auth import ApiKeys
+from genstack.http.cors import add_cors
+from genstack.http.errors import error_response, install_error_handlers
+from genstack.http.middleware import (
+    PROBE_PATHS,
+    EdgeMiddleware,
+    EdgePolicy,
+    log_request_ids,
+    open_paths,
+)
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
 VERSION = "0.1.0"
 
 
@@ -86,6 +92,11 @@ def _document_params(schema: dict[str, Any], registry: Registry) -> None:
         )
 
 
+def _signed_file_link(path: str, query: bytes) -> bool:
+    """A /v1/files link with a signature: it passes without a key, and the route checks it."""
+    return path.startswith("/v1/files/") and b"signature=" in query
+
+
 def _settle_gc() -> None:
     """Keep the cyclic GC off the request path: everything made at start-up (FastAPI's and
     pydantic's schemas, the app) is frozen out of collections, and young collections run
@@ -123,12 +134,22 @@ def _openapi(app: FastAPI, registry: Registry) -> dict[str, Any]:
                         }
                     },
                 }
-            if path in OPEN_PATHS:
+            if path in PROBE_PATHS:
                 operation["security"] = []
     for name in ("HTTPValidationError", "ValidationError"):
         schema.get("components", {}).get("schemas", {}).pop(name, None)
     app.openapi_schema = schema
     return schema
+
+
+async def _on_redis_error(request: Request, exc: Exception) -> Response:
+    log.warning("redis unavailable", extra={"path": request.url.path, "err": str(exc)})
+    return error_response(
+        503,
+        "the job store (Redis) is unavailable; retry shortly",
+        code="redis_unavailable",
+        headers={"Retry-After": "5"},
+    )
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -183,32 +204,27 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     install_error_handlers(app)
+    app.add_exception_handler(RedisError, _on_redis_error)
     registry = build_registry(settings)
     app.openapi = lambda: _openapi(app, registry)  # type: ignore[method-assign]
 
-    open_paths = set(OPEN_PATHS)
-    if settings.gateway_public_docs:
-        open_paths |= DOC_PATHS
-    if settings.gateway_public_metrics:
-        open_paths.add("/metrics")
-    policy = Policy(
-        keys=keys,
-        auth_disabled=settings.gateway_auth_disabled,
-        open_paths=frozenset(open_paths),
+    policy = EdgePolicy(
+        keys=None if settings.gateway_auth_disabled else keys,
+        open_paths=open_paths(
+            docs=settings.gateway_public_docs, metrics=settings.gateway_public_metrics
+        ),
         default_body_limit=settings.gateway_max_body_bytes,
         body_limits=[("POST", "/v1/jobs", settings.gateway_max_job_body_bytes)],
+        signed_link=_signed_file_link,
+        access_log=logging.getLogger("genstack.gateway.access"),
     )
-    app.add_middleware(GatewayMiddleware, policy=policy, metrics=metrics)
-    if settings.gateway_cors_origins:
-        # Outermost, so preflights (which carry no key) are answered before auth.
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.gateway_cors_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", "Location", "X-Genstack-Job-Id"],
-            max_age=600,
-        )
+    app.add_middleware(EdgeMiddleware, policy=policy, metrics=metrics)
+    add_cors(
+        app,
+        settings.gateway_cors_origins,
+        allow_headers=["Idempotency-Key", "Last-Event-ID"],
+        expose_headers=["Location", "X-Genstack-Job-Id"],
+    )
     return app
 
 
@@ -217,6 +233,5 @@ def app_from_env() -> FastAPI:
     fresh, so logging is set up here too)."""
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestIdFilter())
+    log_request_ids()
     return create_app(settings)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -18,9 +16,9 @@ def main(argv: list[str] | None = None) -> int:
         description="One authenticated HTTP API for genstack's speech, image and video backends.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the HTTP API")
-    serve.add_argument("--host", help="bind address (default GATEWAY_HOST, 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="port (default GATEWAY_PORT, 8080)")
+    serve_parser = sub.add_parser("serve", help="serve the HTTP API")
+    serve_parser.add_argument("--host", help="bind address (default GATEWAY_HOST, 0.0.0.0)")
+    serve_parser.add_argument("--port", type=int, help="port (default GATEWAY_PORT, 8080)")
     sub.add_parser("settings", help="print the effective settings (secrets masked) and exit")
     args = parser.parse_args(argv)
 
@@ -49,40 +47,21 @@ def main(argv: list[str] | None = None) -> int:
         print(settings.model_dump_json(indent=2))
         return 0
     configure_logging("gateway", settings.log_level, settings.log_format)
-    from genstack.gateway.middleware import RequestIdFilter
+    from genstack.http.serve import ServeOptions, serve
 
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestIdFilter())
-    return serve_forever(settings, app)
-
-
-def serve_forever(settings: Any, app: Any) -> int:
-    import uvicorn
-
-    options: dict[str, Any] = {
-        "host": settings.gateway_host,
-        "port": settings.gateway_port,
-        "loop": "uvloop" if sys.platform != "win32" else "asyncio",
-        "http": "httptools",
-        "log_config": None,
-        "access_log": False,  # the gateway's middleware logs each request, with its id
-        "proxy_headers": True,
-        "forwarded_allow_ips": settings.gateway_forwarded_allow_ips,
-        "limit_concurrency": settings.gateway_max_concurrency,
-        "timeout_graceful_shutdown": 10,  # open SSE streams are cut after this
-        "server_header": False,
-    }
-    if settings.gateway_workers > 1:
-        # Each process builds its own app from the environment.
-        uvicorn.run(
-            "genstack.gateway.app:app_from_env",
-            factory=True,
-            workers=settings.gateway_workers,
-            **options,
-        )
-    else:
-        uvicorn.Server(uvicorn.Config(app, **options)).run()
-    return 0
+    options = ServeOptions(
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        workers=settings.gateway_workers,
+        forwarded_allow_ips=settings.gateway_forwarded_allow_ips,
+        limit_concurrency=settings.gateway_max_concurrency,
+        graceful_shutdown_s=10,  # open SSE streams are cut after this
+    )
+    # Several processes each build their own app from the environment.
+    target = "genstack.gateway.app:app_from_env" if settings.gateway_workers > 1 else app
+    return serve(target, options)
 
 
 if __name__ == "__main__":

@@ -73,3 +73,11 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def observe_request(
+        self, method: str, route: str, status: int, first_byte_s: float | None
+    ) -> None:
+        """genstack.http's RequestMetrics: one answered request."""
+        self.requests.labels(method, route, str(status)).inc()
+        if first_byte_s is not None:
+            self.latency.labels(route).observe(first_byte_s)

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.responses import StreamingResponse
 
-from genstack.gateway.errors import ApiError
 from genstack.gateway.metrics import GatewayMetrics
+from genstack.http.errors import ApiError
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from genstack.tts.app import TTSServer, create_app
-from genstack.xtts.compat import install_compat_routes
+from genstack.tts.app import create_app
+from genstack.xtts import compat
 from genstack.xtts.engine import XttsEngine
 from genstack.xtts.settings import XttsSettings
 
@@ -17,15 +17,10 @@ def build_app(settings: XttsSettings, engine: XttsEngine | None = None) -> FastA
         use_deepspeed=settings.xtts_deepspeed,
         stream_chunk_size=settings.xtts_stream_chunk_size,
     )
-
-    def compat_routes(app: FastAPI, server: TTSServer) -> None:
-        install_compat_routes(
-            app,
-            server,
-            output_dir=settings.output_dir / "xtts",
-            public_url=settings.xtts_public_url,
-        )
-
-    return create_app(
-        engine, settings, name="xtts", title="genstack XTTS v2", extra_routes=compat_routes
+    app = create_app(
+        engine, settings, name="xtts", title="genstack XTTS v2", routers=[compat.router]
     )
+    app.state.xtts_compat = compat.Compat(
+        app.state.tts, output_dir=settings.output_dir / "xtts", public_url=settings.xtts_public_url
+    )
+    return app

@@ -44,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "serve":
         configure_logging("xtts", settings.log_level, settings.log_format)
-        from genstack.tts.server import serve_app
+        from genstack.http.serve import ServeOptions, serve
         from genstack.xtts.app import build_app
 
-        return serve_app(build_app(settings), host=settings.xtts_host, port=settings.xtts_port)
+        options = ServeOptions(host=settings.xtts_host, port=settings.xtts_port)
+        return serve(build_app(settings), options)
     configure_logging("xtts-worker", settings.log_level, settings.log_format)
     from genstack.xtts.worker import run
 

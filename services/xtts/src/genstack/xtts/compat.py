@@ -11,6 +11,9 @@ unchanged, without its flaws:
 
 Not provided, on purpose: /set_output, /set_speaker_folder, /switch_model, /get_folders and
 /get_models_list (they let a client point the server at arbitrary folders).
+
+One module of a little over 300 lines: it is one client's protocol (its request models, its
+per-client state and its routes), read top to bottom.
 """
 
 from __future__ import annotations
@@ -21,19 +24,18 @@ import os
 import re
 import tempfile
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from genstack.tts.app import TTSServer
+from genstack.http.errors import ApiError, validation_message
 from genstack.tts.cache import LRUCache
 from genstack.tts.engine import SynthesisParams
-from genstack.tts.errors import ApiError
+from genstack.tts.server import Server, TTSServer
 from genstack.xtts.engine import LANGUAGE_NAMES, XttsParams
 
 # A relative file name: path segments of safe characters, no "." or ".." segments.
@@ -89,6 +91,9 @@ def clean_text(text: str) -> str:
 
 
 class Compat:
+    """The compatibility routes' state: each client's settings and the built-in voices'
+    previews (kept on ``app.state.xtts_compat``, see :func:`get_compat`)."""
+
     def __init__(self, server: TTSServer, *, output_dir: Path, public_url: str | None) -> None:
         self.server = server
         self.output_dir = output_dir
@@ -101,14 +106,9 @@ class Compat:
 
     def params(self, request: Request, language: str) -> SynthesisParams:
         chosen = self.settings_for(request)
-        return SynthesisParams(
+        return SynthesisParams.from_request(
+            chosen,
             language=self.server.language(language),
-            speed=chosen.speed,
-            temperature=chosen.temperature,
-            top_p=chosen.top_p,
-            top_k=chosen.top_k,
-            repetition_penalty=chosen.repetition_penalty,
-            length_penalty=chosen.length_penalty,
             extra=XttsParams(stream_chunk_size=min(chosen.stream_chunk_size, 400)),
         )
 
@@ -152,142 +152,166 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def install_compat_routes(
-    app: FastAPI, server: TTSServer, *, output_dir: Path, public_url: str | None
-) -> Compat:
-    compat = Compat(server, output_dir=output_dir, public_url=public_url)
-    tags: list[str | Enum] = ["xtts-api-server"]
-
-    def voice_entries(request: Request) -> list[dict[str, str]]:
-        base = compat.base_url(request)
-        ids = [*server.engine.builtin_voices(), *(v.id for v in server.library.list())]
-        return [
-            {
-                "name": voice_id,
-                "voice_id": voice_id,
-                "preview_url": f"{base}/sample/{quote(voice_id)}.wav",
-            }
-            for voice_id in ids
-        ]
-
-    @app.get("/speakers", tags=tags)
-    async def speakers(request: Request) -> list[dict[str, str]]:
-        return await asyncio.to_thread(voice_entries, request)
-
-    @app.get("/speakers_list", tags=tags)
-    async def speakers_list(request: Request) -> list[str]:
-        return [entry["voice_id"] for entry in await asyncio.to_thread(voice_entries, request)]
-
-    @app.get("/languages", tags=tags)
-    async def languages() -> dict[str, dict[str, str]]:
-        codes = server.engine.languages
-        return {"languages": {LANGUAGE_NAMES.get(code, code): code for code in codes}}
-
-    @app.get("/get_tts_settings", tags=tags)
-    async def get_tts_settings(request: Request) -> dict[str, Any]:
-        return compat.settings_for(request).model_dump()
-
-    @app.post("/set_tts_settings", tags=tags)
-    async def set_tts_settings(request: Request) -> dict[str, str]:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError(422, "the body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise ApiError(422, "the body must be a JSON object")
-        current = compat.settings_for(request).model_dump()
-        try:
-            chosen = ClientTtsSettings.model_validate({**current, **body})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            param = ".".join(str(p) for p in first.get("loc", ()))
-            raise ApiError(422, f"{param}: {first.get('msg')}", param=param) from None
-        compat.client_settings.put(_client_key(request), chosen)
-        return {"message": "Settings successfully applied"}
-
-    async def speak(
-        request: Request, text: str, speaker_wav: str, language: str, *, stream: bool
-    ) -> Response:
-        started = time.monotonic()
-        server.require_ready()  # built-in voices are known once the model is loaded
-        cleaned = server.check_text(clean_text(text), param="text")
-        voice = server.resolve_voice(speaker_wav, param="speaker_wav")
-        params = compat.params(request, language)
-        return await server.audio_response(
-            text=cleaned,
-            voice=voice,
-            params=params,
-            fmt="wav",
-            stream=stream,
-            started=started,
-            filename="output",
-        )
-
-    async def tts_to_audio(request: Request, body: SynthesisRequest) -> Response:
-        return await speak(request, body.text, body.speaker_wav, body.language, stream=False)
-
-    for path in ("/tts_to_audio/", "/tts_to_audio"):
-        app.add_api_route(path, tts_to_audio, methods=["POST"], tags=tags, response_class=Response)
-
-    async def tts_stream_get(
-        request: Request,
-        text: Annotated[str, Query(min_length=1)],
-        speaker_wav: Annotated[str, Query(min_length=1, max_length=256)],
-        language: Annotated[str, Query(max_length=16)] = "en",
-    ) -> Response:
-        return await speak(request, text, speaker_wav, language, stream=True)
-
-    async def tts_stream_post(request: Request, body: SynthesisRequest) -> Response:
-        return await speak(request, body.text, body.speaker_wav, body.language, stream=True)
-
-    for path in ("/tts_stream", "/tts_stream/"):
-        app.add_api_route(path, tts_stream_get, methods=["GET"], tags=tags, response_class=Response)
-        app.add_api_route(
-            path, tts_stream_post, methods=["POST"], tags=tags, response_class=Response
-        )
-
-    @app.post("/tts_to_file", tags=tags)
-    async def tts_to_file(request: Request, body: SynthesisFileRequest) -> dict[str, str]:
-        path = compat.output_path(body.file_name_or_path)
-        started = time.monotonic()
-        server.require_ready()
-        text = server.check_text(clean_text(body.text), param="text")
-        voice = server.resolve_voice(body.speaker_wav, param="speaker_wav")
-        response = await server.audio_response(
-            text=text,
-            voice=voice,
-            params=compat.params(request, body.language),
-            fmt=path.suffix.lstrip(".").lower(),
-            stream=False,
-            started=started,
-        )
-        await asyncio.to_thread(_atomic_write, path, bytes(response.body))
-        return {
-            "message": "The audio was successfully made and stored.",
-            "output_path": str(path),
-        }
-
-    @app.get("/sample/{name}", tags=tags, response_class=Response)
-    async def sample(request: Request, name: str) -> Response:
-        """A voice's reference audio; for a built-in voice (which has none), a short
-        sentence spoken in it, made once and kept."""
-        server.require_ready()
-        voice = server.resolve_voice(name, param="name")
-        if voice.kind == "library":
-            data = await asyncio.to_thread(server.library.get(voice.id).path.read_bytes)
-            return Response(data, media_type="audio/wav")
-        cached = compat.previews.get(voice.id)
-        if cached is None:
-            response = await server.audio_response(
-                text=PREVIEW_TEXT,
-                voice=voice,
-                params=SynthesisParams(language=server.engine.languages[0], seed=0),
-                fmt="wav",
-                stream=False,
-                started=time.monotonic(),
-            )
-            cached = bytes(response.body)
-            compat.previews.put(voice.id, cached)
-        return Response(cached, media_type="audio/wav")
-
+def get_compat(request: Request) -> Compat:
+    compat: Compat = request.app.state.xtts_compat
     return compat
+
+
+CompatState = Annotated[Compat, Depends(get_compat)]
+
+router = APIRouter(tags=["xtts-api-server"])
+
+
+def _voice_entries(server: TTSServer, base: str) -> list[dict[str, str]]:
+    ids = [*server.engine.builtin_voices(), *(v.id for v in server.library.list())]
+    return [
+        {
+            "name": voice_id,
+            "voice_id": voice_id,
+            "preview_url": f"{base}/sample/{quote(voice_id)}.wav",
+        }
+        for voice_id in ids
+    ]
+
+
+@router.get("/speakers")
+async def speakers(request: Request, server: Server, compat: CompatState) -> list[dict[str, str]]:
+    return await asyncio.to_thread(_voice_entries, server, compat.base_url(request))
+
+
+@router.get("/speakers_list")
+async def speakers_list(request: Request, server: Server, compat: CompatState) -> list[str]:
+    entries = await asyncio.to_thread(_voice_entries, server, compat.base_url(request))
+    return [entry["voice_id"] for entry in entries]
+
+
+@router.get("/languages")
+async def languages(server: Server) -> dict[str, dict[str, str]]:
+    codes = server.engine.languages
+    return {"languages": {LANGUAGE_NAMES.get(code, code): code for code in codes}}
+
+
+@router.get("/get_tts_settings")
+async def get_tts_settings(request: Request, compat: CompatState) -> dict[str, Any]:
+    return compat.settings_for(request).model_dump()
+
+
+@router.post("/set_tts_settings")
+async def set_tts_settings(request: Request, compat: CompatState) -> dict[str, str]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object", code="invalid_value")
+    current = compat.settings_for(request).model_dump()
+    try:
+        chosen = ClientTtsSettings.model_validate({**current, **body})
+    except ValidationError as exc:
+        message, param = validation_message(exc.errors())
+        raise ApiError(400, message, code="invalid_value", param=param) from None
+    compat.client_settings.put(_client_key(request), chosen)
+    return {"message": "Settings successfully applied"}
+
+
+async def _speak(
+    request: Request,
+    server: TTSServer,
+    compat: Compat,
+    body: SynthesisRequest,
+    *,
+    stream: bool,
+) -> Response:
+    started = time.monotonic()
+    server.require_ready()  # built-in voices are known once the model is loaded
+    text = server.check_text(clean_text(body.text), param="text")
+    voice = server.resolve_voice(body.speaker_wav, param="speaker_wav")
+    return await server.audio_response(
+        text=text,
+        voice=voice,
+        params=compat.params(request, body.language),
+        fmt="wav",
+        stream=stream,
+        started=started,
+        filename="output",
+    )
+
+
+async def tts_to_audio(
+    request: Request, body: SynthesisRequest, server: Server, compat: CompatState
+) -> Response:
+    return await _speak(request, server, compat, body, stream=False)
+
+
+async def tts_stream_get(
+    request: Request,
+    server: Server,
+    compat: CompatState,
+    text: Annotated[str, Query(min_length=1)],
+    speaker_wav: Annotated[str, Query(min_length=1, max_length=256)],
+    language: Annotated[str, Query(max_length=16)] = "en",
+) -> Response:
+    body = SynthesisRequest(text=text, speaker_wav=speaker_wav, language=language)
+    return await _speak(request, server, compat, body, stream=True)
+
+
+async def tts_stream_post(
+    request: Request, body: SynthesisRequest, server: Server, compat: CompatState
+) -> Response:
+    return await _speak(request, server, compat, body, stream=True)
+
+
+# xtts-api-server's clients call these with and without the trailing slash.
+for _path in ("/tts_to_audio/", "/tts_to_audio"):
+    router.add_api_route(_path, tts_to_audio, methods=["POST"], response_class=Response)
+for _path in ("/tts_stream", "/tts_stream/"):
+    router.add_api_route(_path, tts_stream_get, methods=["GET"], response_class=Response)
+    router.add_api_route(_path, tts_stream_post, methods=["POST"], response_class=Response)
+
+
+@router.post("/tts_to_file")
+async def tts_to_file(
+    request: Request, body: SynthesisFileRequest, server: Server, compat: CompatState
+) -> dict[str, str]:
+    path = compat.output_path(body.file_name_or_path)
+    started = time.monotonic()
+    server.require_ready()
+    text = server.check_text(clean_text(body.text), param="text")
+    voice = server.resolve_voice(body.speaker_wav, param="speaker_wav")
+    response = await server.audio_response(
+        text=text,
+        voice=voice,
+        params=compat.params(request, body.language),
+        fmt=path.suffix.lstrip(".").lower(),
+        stream=False,
+        started=started,
+    )
+    await asyncio.to_thread(_atomic_write, path, bytes(response.body))
+    return {
+        "message": "The audio was successfully made and stored.",
+        "output_path": str(path),
+    }
+
+
+@router.get("/sample/{name}", response_class=Response)
+async def sample(name: str, server: Server, compat: CompatState) -> Response:
+    """A voice's reference audio; for a built-in voice (which has none), a short sentence
+    spoken in it, made once and kept."""
+    server.require_ready()
+    voice = server.resolve_voice(name, param="name")
+    if voice.kind == "library":
+        data = await asyncio.to_thread(server.library.get(voice.id).path.read_bytes)
+        return Response(data, media_type="audio/wav")
+    cached = compat.previews.get(voice.id)
+    if cached is None:
+        response = await server.audio_response(
+            text=PREVIEW_TEXT,
+            voice=voice,
+            params=SynthesisParams(language=server.engine.languages[0], seed=0),
+            fmt="wav",
+            stream=False,
+            started=time.monotonic(),
+        )
+        cached = bytes(response.body)
+        compat.previews.put(voice.id, cached)
+    return Response(cached, media_type="audio/wav")

@@ -8,8 +8,8 @@ from fastapi import Request
 from starlette.responses import Response
 
 from genstack.core.jobs import Job
-from genstack.gateway.errors import ErrorResponse
 from genstack.gateway.services import Services
+from genstack.http.errors import ErrorResponse
 
 JSON = "application/json"
 

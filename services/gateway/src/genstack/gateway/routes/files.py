@@ -11,8 +11,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from genstack.core.storage import LocalStorage, validate_key
-from genstack.gateway.errors import ApiError
 from genstack.gateway.routes.common import api_key_id, errors, services
+from genstack.http.errors import ApiError
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 

@@ -13,7 +13,6 @@ from starlette.responses import Response, StreamingResponse
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobNotFoundError
 from genstack.gateway.backends import Backend
-from genstack.gateway.errors import ApiError, validation_message
 from genstack.gateway.events import STREAM_ID, job_events
 from genstack.gateway.routes.common import (
     JSON,
@@ -34,6 +33,7 @@ from genstack.gateway.submit import (
     Submission,
 )
 from genstack.gateway.webhooks.ssrf import MAX_URL_CHARS, UnsafeUrlError
+from genstack.http.errors import ApiError, validation_message
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -15,11 +15,11 @@ from genstack.core.contracts.common import SafeName
 from genstack.core.contracts.speech import SpeechFormat
 from genstack.core.jobs import JobType
 from genstack.gateway.backends import Backend
-from genstack.gateway.errors import ApiError
-from genstack.gateway.middleware import request_id_var
 from genstack.gateway.proxy import proxy_post
 from genstack.gateway.routes.common import JSON, errors, services
 from genstack.gateway.services import Services
+from genstack.http.errors import ApiError
+from genstack.http.middleware import request_id_var
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

@@ -16,11 +16,11 @@ from starlette.responses import Response
 from genstack.core.contracts.comfyui import MAX_PROMPT_CHARS
 from genstack.core.jobs import Artifact, Job, JobStatus, JobType
 from genstack.core.storage import Storage
-from genstack.gateway.errors import ApiError
 from genstack.gateway.events import wait_for_end
 from genstack.gateway.routes.common import JSON, errors, request_base, services
 from genstack.gateway.routes.jobs import IdempotencyKey, submit_job, validated_params
 from genstack.gateway.services import Services
+from genstack.http.errors import ApiError
 
 router = APIRouter(prefix="/v1/images", tags=["openai"])
 

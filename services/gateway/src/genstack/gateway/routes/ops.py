@@ -14,6 +14,7 @@ from starlette.responses import Response
 from genstack.core.jobs import JobStatus
 from genstack.gateway.routes.common import JSON, errors, services
 from genstack.gateway.services import Services
+from genstack.http.readiness import Readiness, readiness_response
 
 router = APIRouter(tags=["operations"])
 
@@ -23,11 +24,6 @@ STATE_SAMPLE = 1000
 
 class Health(BaseModel):
     status: str
-
-
-class Readiness(BaseModel):
-    ready: bool
-    checks: dict[str, str]
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
@@ -49,9 +45,7 @@ async def readyz(request: Request) -> Response:
         checks["redis"] = "ok"
     except (RedisError, OSError) as exc:
         checks["redis"] = f"unreachable: {exc}"
-    ready = all(v == "ok" for v in checks.values())
-    body = Readiness(ready=ready, checks=checks).model_dump_json()
-    return Response(body, status_code=200 if ready else 503, media_type=JSON)
+    return readiness_response(checks)
 
 
 async def _refresh(svc: Services) -> None:

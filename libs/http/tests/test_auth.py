@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+
 import pytest
 
-from genstack.gateway.auth import ApiKeys, bearer_token
+from genstack.http.auth import ApiKeys, bearer_token
 
 KEY_A = "key-a-0123456789abcdef"
 KEY_B = "key-b-0123456789abcdef"
@@ -42,3 +44,28 @@ def test_no_keys_accepts_nothing() -> None:
 )
 def test_bearer_token(header: bytes | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+def test_only_digests_are_held() -> None:
+    keys = ApiKeys([KEY_A, KEY_B])
+    assert KEY_A not in repr(vars(keys)) and KEY_A.encode() not in repr(vars(keys)).encode()
+
+
+def test_identify_compares_with_every_key_whatever_matches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No early exit: the work done (and so the time taken) does not tell which key, or
+    whether any, matched."""
+    calls: list[int] = []
+    real = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        calls.append(1)
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    keys = ApiKeys([KEY_A, KEY_B, "key-c-0123456789abcdef"])
+    for presented in (KEY_A, KEY_B, "key-c-0123456789abcdef", "nobody-0123456789abcdef"):
+        calls.clear()
+        keys.identify(presented)
+        assert len(calls) == 3, presented

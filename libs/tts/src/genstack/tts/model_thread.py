@@ -1,10 +1,11 @@
-"""GPU serialisation: one thread owns the model and runs one job at a time.
+"""The model thread: one thread owns the model and runs one task at a time (on the GPU, or
+on the CPU for the tone engine).
 
 Blocking inference never runs on the event loop. A request waits for the model at most
 ``wait_timeout_s`` and only ``max_waiting`` requests may wait at all; past either limit it
-gets :class:`ModelBusyError` (HTTP 503 with Retry-After). A job streams its results back as
-it makes them; when the consumer goes away (client disconnect), the job's cancel flag is
-set and the job stops at its next item, which frees the model for the next request.
+gets :class:`ModelBusyError` (HTTP 503 with Retry-After). A task streams its results back as
+it makes them; when the consumer goes away (client disconnect), the task's cancel flag is
+set and the task stops at its next item, which frees the model for the next request.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ModelBusyError(Exception):
         self.retry_after_s = retry_after_s
 
 
-class _Job(Generic[T]):
+class _Task(Generic[T]):
     WAITING, RUNNING, ABANDONED = "waiting", "running", "abandoned"
 
     def __init__(self, produce: Producer[T], loop: asyncio.AbstractEventLoop) -> None:
@@ -55,7 +56,7 @@ class _Job(Generic[T]):
             return True
 
     def abandon(self) -> bool:
-        """Give up waiting; False if the job started meanwhile."""
+        """Give up waiting; False if the task started meanwhile."""
         with self._lock:
             if self._state != self.WAITING:
                 return False
@@ -75,23 +76,23 @@ class _Job(Generic[T]):
             self.loop.call_soon_threadsafe(_set)
 
 
-class RunningJob(Generic[T]):
-    """A started job: async-iterate it for its items; ``close()`` stops it."""
+class ModelStream(Generic[T]):
+    """A started task: async-iterate it for its items; ``close()`` stops it."""
 
-    def __init__(self, job: _Job[T], runner: GpuRunner) -> None:
-        self._job = job
-        self._runner = runner
+    def __init__(self, task: _Task[T], thread: ModelThread) -> None:
+        self._task = task
+        self._thread = thread
 
     @property
     def waited_s(self) -> float:
-        return self._job.started.result() if self._job.started.done() else 0.0
+        return self._task.started.result() if self._task.started.done() else 0.0
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._items()
 
     async def _items(self) -> AsyncIterator[T]:
         while True:
-            kind, value = await self._job.items.get()
+            kind, value = await self._task.items.get()
             if kind == "item":
                 yield value
             elif kind == "error":
@@ -100,12 +101,12 @@ class RunningJob(Generic[T]):
                 return
 
     def close(self) -> None:
-        self._job.cancel.set()
-        if self._job.abandon():
-            self._runner._left_queue()
+        self._task.cancel.set()
+        if self._task.abandon():
+            self._thread._left_queue()
 
 
-class GpuRunner:
+class ModelThread:
     """The model's one worker thread with a bounded queue in front of it."""
 
     def __init__(
@@ -113,18 +114,18 @@ class GpuRunner:
         *,
         max_waiting: int,
         wait_timeout_s: float,
-        name: str = "gpu",
+        name: str = "model",
         on_start: Callable[[float], None] | None = None,
     ) -> None:
         self.max_waiting = max_waiting
         self.wait_timeout_s = wait_timeout_s
         self.name = name
         self._on_start = on_start
-        self._queue: queue.Queue[_Job[Any] | None] = queue.Queue()
+        self._queue: queue.Queue[_Task[Any] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._waiting = 0
         self._running = False
-        self._avg_job_s = 1.0
+        self._avg_task_s = 1.0
         self._thread: threading.Thread | None = None
 
     # state ---------------------------------------------------------------------------------
@@ -141,9 +142,9 @@ class GpuRunner:
         return self._thread is not None and self._thread.is_alive()
 
     def retry_after_s(self) -> int:
-        """A guess at when a slot frees up: the mean job time times the jobs ahead."""
+        """A guess at when a slot frees up: the mean task time times the tasks ahead."""
         ahead = self._waiting + (1 if self._running else 0)
-        return max(1, min(120, math.ceil(self._avg_job_s * max(ahead, 1))))
+        return max(1, min(120, math.ceil(self._avg_task_s * max(ahead, 1))))
 
     # lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -162,20 +163,20 @@ class GpuRunner:
     # use -----------------------------------------------------------------------------------
     async def open(
         self, produce: Producer[T], *, wait_timeout_s: float | None = None, bounded: bool = True
-    ) -> RunningJob[T]:
+    ) -> ModelStream[T]:
         """Queue ``produce(cancel)`` for the model thread and wait until it starts.
 
         Raises ModelBusyError when too many requests wait or this one waited too long
         (``bounded=False`` skips both limits: start-up work such as loading the model).
-        Iterate the returned job for what ``produce`` yields; ``close()`` it when done or
-        abandoned: that sets ``cancel`` and the job stops after its current item."""
-        job: _Job[T] = _Job(produce, asyncio.get_running_loop())
+        Iterate the returned task for what ``produce`` yields; ``close()`` it when done or
+        abandoned: that sets ``cancel`` and the task stops after its current item."""
+        task: _Task[T] = _Task(produce, asyncio.get_running_loop())
         self._admit(bounded)
-        self._queue.put(job)
-        running = RunningJob(job, self)
+        self._queue.put(task)
+        running = ModelStream(task, self)
         try:
             limit = (wait_timeout_s or self.wait_timeout_s) if bounded else None
-            await self._wait_for_start(job, limit)
+            await self._wait_for_start(task, limit)
         except BaseException:
             running.close()
             raise
@@ -184,13 +185,13 @@ class GpuRunner:
     async def stream(
         self, produce: Producer[T], *, wait_timeout_s: float | None = None, bounded: bool = True
     ) -> AsyncIterator[T]:
-        """``open`` and iterate in one; leaving the iteration early stops the job."""
-        job = await self.open(produce, wait_timeout_s=wait_timeout_s, bounded=bounded)
+        """``open`` and iterate in one; leaving the iteration early stops the task."""
+        task = await self.open(produce, wait_timeout_s=wait_timeout_s, bounded=bounded)
         try:
-            async for item in job:
+            async for item in task:
                 yield item
         finally:
-            job.close()
+            task.close()
 
     async def call(
         self, fn: Callable[[], T], *, wait_timeout_s: float | None = None, bounded: bool = True
@@ -202,7 +203,7 @@ class GpuRunner:
 
         async for result in self.stream(produce, wait_timeout_s=wait_timeout_s, bounded=bounded):
             return result
-        raise RuntimeError("the job produced no result")  # unreachable: produce yields once
+        raise RuntimeError("the task produced no result")  # unreachable: produce yields once
 
     # internals -----------------------------------------------------------------------------
     def _admit(self, bounded: bool) -> None:
@@ -218,56 +219,56 @@ class GpuRunner:
         with self._lock:
             self._waiting -= 1
 
-    async def _wait_for_start(self, job: _Job[T], limit: float | None) -> None:
+    async def _wait_for_start(self, task: _Task[T], limit: float | None) -> None:
         try:
-            await asyncio.wait_for(asyncio.shield(job.started), limit)
+            await asyncio.wait_for(asyncio.shield(task.started), limit)
         except TimeoutError:
-            if job.abandon():
+            if task.abandon():
                 self._left_queue()
                 raise ModelBusyError(
                     f"the model stayed busy for {limit} s", self.retry_after_s()
                 ) from None
-            await job.started  # it started just now
+            await task.started  # it started just now
 
     def _work(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
+            task = self._queue.get()
+            if task is None:
                 return
-            if not job.try_start():
+            if not task.try_start():
                 continue  # abandoned while it waited
             with self._lock:
                 self._waiting -= 1
                 self._running = True
             started = time.monotonic()
-            waited = started - job.submitted
+            waited = started - task.submitted
             if self._on_start is not None:
                 self._on_start(waited)
-            job.notify_started(waited)
+            task.notify_started(waited)
             try:
-                self._run(job)
+                self._run(task)
             finally:
                 elapsed = time.monotonic() - started
                 with self._lock:
                     self._running = False
-                    self._avg_job_s = 0.8 * self._avg_job_s + 0.2 * elapsed
+                    self._avg_task_s = 0.8 * self._avg_task_s + 0.2 * elapsed
 
     @staticmethod
-    def _run(job: _Job[Any]) -> None:
-        generator = job.produce(job.cancel)
+    def _run(task: _Task[Any]) -> None:
+        generator = task.produce(task.cancel)
         try:
             for item in generator:
-                job.post("item", item)
-                if job.cancel.is_set():
+                task.post("item", item)
+                if task.cancel.is_set():
                     log.info("generation stopped: the client went away")
                     break
-            job.post("done", None)
+            task.post("done", None)
         except Exception as exc:
-            job.post("error", exc)
+            task.post("error", exc)
         except BaseException as exc:
             # The thread is going down (SystemExit in the engine): the waiting client gets an
             # error now rather than a hang, and /readyz reports the dead thread.
-            job.post("error", RuntimeError(f"the model thread stopped: {exc!r}"))
+            task.post("error", RuntimeError(f"the model thread stopped: {exc!r}"))
             raise
         finally:
             # Runs the producer's cleanup (frees what the model held) on this thread.

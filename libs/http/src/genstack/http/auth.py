@@ -1,4 +1,4 @@
-"""API keys: ``Authorization: Bearer <key>``, compared in constant time."""
+"""API keys: ``Authorization: Bearer <key>``, held as sha256 digests, compared in constant time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The model thread: one job at a time, bounded waiting, cancellation, errors."""
+"""The model thread: one task at a time, bounded waiting, cancellation, errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from genstack.tts.gpu import GpuRunner, ModelBusyError, Producer
+from genstack.tts.model_thread import ModelBusyError, ModelThread, Producer
 
 T = TypeVar("T")
 
@@ -32,12 +32,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-async def consume(runner: GpuRunner, produce: Producer[int], **kw: Any) -> list[int]:
+async def consume(runner: ModelThread, produce: Producer[int], **kw: Any) -> list[int]:
     return [item async for item in runner.stream(produce, **kw)]
 
 
-def test_jobs_run_one_at_a_time_in_order_on_one_thread() -> None:
-    runner = GpuRunner(max_waiting=10, wait_timeout_s=10)
+def test_tasks_run_one_at_a_time_in_order_on_one_thread() -> None:
+    runner = ModelThread(max_waiting=10, wait_timeout_s=10)
     runner.start()
     log: list[str] = []
     threads: set[str] = set()
@@ -59,14 +59,14 @@ def test_jobs_run_one_at_a_time_in_order_on_one_thread() -> None:
         assert run(main()) == [[1]] * 4
     finally:
         runner.stop()
-    # Never two jobs at once: every start is followed by its own end.
+    # Never two tasks at once: every start is followed by its own end.
     assert all(log[i].endswith("start") and log[i + 1].endswith("end") for i in range(0, 8, 2))
     assert [entry.split()[0] for entry in log[::2]] == ["j0", "j1", "j2", "j3"]
-    assert threads == {"gpu"}
+    assert threads == {"model"}
 
 
 def test_more_waiting_than_allowed_is_refused_at_once_with_a_retry_hint() -> None:
-    runner = GpuRunner(max_waiting=1, wait_timeout_s=10)
+    runner = ModelThread(max_waiting=1, wait_timeout_s=10)
     runner.start()
     log: list[str] = []
 
@@ -91,7 +91,7 @@ def test_more_waiting_than_allowed_is_refused_at_once_with_a_retry_hint() -> Non
 
 
 def test_a_request_that_waits_too_long_gets_busy_and_never_runs() -> None:
-    runner = GpuRunner(max_waiting=5, wait_timeout_s=0.2)
+    runner = ModelThread(max_waiting=5, wait_timeout_s=0.2)
     runner.start()
     log: list[str] = []
 
@@ -111,8 +111,8 @@ def test_a_request_that_waits_too_long_gets_busy_and_never_runs() -> None:
     assert "late start" not in log
 
 
-def test_leaving_early_cancels_the_job_and_frees_the_thread() -> None:
-    runner = GpuRunner(max_waiting=5, wait_timeout_s=5)
+def test_leaving_early_cancels_the_task_and_frees_the_thread() -> None:
+    runner = ModelThread(max_waiting=5, wait_timeout_s=5)
     runner.start()
     log: list[str] = []
     seen_cancel = threading.Event()
@@ -147,7 +147,7 @@ def test_leaving_early_cancels_the_job_and_frees_the_thread() -> None:
 
 
 def test_errors_reach_the_caller_and_the_thread_survives() -> None:
-    runner = GpuRunner(max_waiting=5, wait_timeout_s=5)
+    runner = ModelThread(max_waiting=5, wait_timeout_s=5)
     runner.start()
 
     def broken(cancel: threading.Event) -> Iterator[int]:
@@ -169,7 +169,7 @@ def test_errors_reach_the_caller_and_the_thread_survives() -> None:
 
 
 def test_unbounded_calls_ignore_the_limits() -> None:
-    runner = GpuRunner(max_waiting=0, wait_timeout_s=0.01)
+    runner = ModelThread(max_waiting=0, wait_timeout_s=0.01)
     runner.start()
     log: list[str] = []
 

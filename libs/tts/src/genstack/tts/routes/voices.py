@@ -1,0 +1,136 @@
+"""The voice library: list, read, add (OpenAI's multipart upload) and delete voices."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+from starlette.responses import Response
+
+from genstack.http.errors import ApiError
+from genstack.tts.audio import AudioDecodeError, AudioTooLongError, decode_audio
+from genstack.tts.engine import Samples
+from genstack.tts.server import Server, TTSServer
+from genstack.tts.voices import STORE_RATE, VoiceLibraryError
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/audio/voices", tags=["voices"])
+
+
+@router.get("")
+async def list_voices(server: Server) -> dict[str, Any]:
+    voices = await asyncio.to_thread(server.service.voices)
+    return {"object": "list", "data": voices}
+
+
+@router.get("/{voice_id}")
+async def get_voice(voice_id: str, server: Server) -> dict[str, object]:
+    voice = await asyncio.to_thread(server.resolve_voice, voice_id, "voice_id")
+    if voice.kind == "builtin":
+        return {"id": voice.id, "object": "audio.voice", "name": voice.name, "type": "builtin"}
+    stored = await asyncio.to_thread(server.library.get, voice.id)
+    return stored.to_api()
+
+
+@router.get("/{voice_id}/sample", response_class=Response)
+async def voice_sample(voice_id: str, server: Server) -> Response:
+    voice = await asyncio.to_thread(server.resolve_voice, voice_id, "voice_id")
+    if voice.kind != "library":
+        raise ApiError(
+            404,
+            f"built-in voice {voice_id!r} has no reference audio",
+            code="no_reference_audio",
+            param="voice_id",
+        )
+    stored = await asyncio.to_thread(server.library.get, voice.id)
+    data = await asyncio.to_thread(stored.path.read_bytes)
+    return Response(data, media_type="audio/wav")
+
+
+@router.post("", status_code=201)
+async def create_voice(
+    server: Server,
+    name: Annotated[str | None, Form(max_length=256)] = None,
+    audio_sample: Annotated[UploadFile | None, File()] = None,
+    file: Annotated[UploadFile | None, File()] = None,
+    consent: Annotated[str | None, Form(max_length=256)] = None,
+    type: Annotated[str | None, Form(max_length=32)] = None,
+) -> dict[str, object]:
+    """Add a voice from reference audio (OpenAI's multipart form; ``consent`` is accepted
+    and not checked)."""
+    if type not in (None, "audio_sample"):
+        raise ApiError(
+            400,
+            "only voices from an audio sample can be made here",
+            code="invalid_value",
+            param="type",
+        )
+    upload = audio_sample or file
+    if upload is None:
+        raise ApiError(
+            400,
+            "send the reference audio as 'audio_sample' (or 'file')",
+            code="missing_audio",
+            param="audio_sample",
+        )
+    settings = server.settings
+    data = await upload.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise ApiError(
+            413,
+            f"audio_sample is larger than {settings.tts_max_voice_upload_mb:g} MB",
+            code="upload_too_large",
+            param="audio_sample",
+        )
+    samples = await _reference_audio(server, data)
+    label = (name or upload.filename or "voice").strip()[:256] or "voice"
+    try:
+        stored = await asyncio.to_thread(server.library.add, label, samples)
+    except VoiceLibraryError as exc:
+        raise ApiError(exc.status, str(exc), code="voice_library_full") from None
+    seconds = samples.size / STORE_RATE
+    log.info("voice added", extra={"voice_id": stored.id, "seconds": round(seconds, 2)})
+    return stored.to_api()
+
+
+async def _reference_audio(server: TTSServer, data: bytes) -> Samples:
+    """The upload decoded for the library; 400 when it is not usable speech."""
+    settings = server.settings
+    try:
+        samples = await asyncio.to_thread(
+            decode_audio, data, rate=STORE_RATE, max_seconds=settings.tts_max_voice_seconds
+        )
+    except AudioTooLongError as exc:
+        raise ApiError(400, str(exc), code="audio_too_long", param="audio_sample") from None
+    except AudioDecodeError as exc:
+        raise ApiError(400, str(exc), code="invalid_audio", param="audio_sample") from None
+    seconds = samples.size / STORE_RATE
+    if seconds < settings.tts_min_voice_seconds:
+        raise ApiError(
+            400,
+            f"the audio is {seconds:.2f} s; at least {settings.tts_min_voice_seconds:g} s "
+            "of speech is needed",
+            code="audio_too_short",
+            param="audio_sample",
+        )
+    if float(abs(samples).max(initial=0.0)) < 1e-3:
+        raise ApiError(400, "the audio is silent", code="invalid_audio", param="audio_sample")
+    return samples
+
+
+@router.delete("/{voice_id}")
+async def delete_voice(voice_id: str, server: Server) -> dict[str, object]:
+    voice = await asyncio.to_thread(server.resolve_voice, voice_id, "voice_id")
+    if voice.kind != "library":
+        raise ApiError(
+            400,
+            f"built-in voice {voice_id!r} cannot be deleted",
+            code="builtin_voice",
+            param="voice_id",
+        )
+    await asyncio.to_thread(server.library.delete, voice.id)
+    server.service.forget(voice.id)
+    return {"id": voice.id, "object": "audio.voice.deleted", "deleted": True}
