@@ -26,10 +26,8 @@ from typing import Any, BinaryIO
 import av
 import numpy as np
 
-from genstack.core.contracts.speech import SpeechFormat
 from genstack.tts.engine import Samples
 
-ResponseFormat = SpeechFormat  # the formats a `tts` job may ask for, the same here
 PCM_RATE = 24_000  # OpenAI's pcm format is 24 kHz
 FADE_S = 0.005  # fade at each sentence edge so joins do not click
 

@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
+from genstack.core.contracts.speech import match_language
 from genstack.http.errors import ApiError, validation_message
 from genstack.tts.audio import FORMATS
 from genstack.tts.engine import EngineError, SynthesisParams, TTSEngine
@@ -26,7 +27,6 @@ from genstack.tts.responses import (
     sse_stream,
     whole_file,
 )
-from genstack.tts.schemas import match_language
 from genstack.tts.settings import TTSSettings
 from genstack.tts.synthesis import AudioPipeline, SpeechService, VoiceRef
 from genstack.tts.voices import VoiceLibrary, VoiceLibraryError

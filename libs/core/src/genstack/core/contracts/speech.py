@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
@@ -16,6 +17,33 @@ SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
 # Model names OpenAI clients send by habit; each TTS backend answers them with its own model.
 OPENAI_TTS_ALIASES = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+
+# Sampling fields with their limits, shared by the job params here and the TTS servers'
+# request (genstack.tts.schemas), so a job the gateway takes is one the server takes.
+Speed = Annotated[float, Field(ge=0.25, le=4.0)]
+Temperature = Annotated[float, Field(gt=0, le=5)]
+TopP = Annotated[float, Field(gt=0, le=1)]
+TopK = Annotated[int, Field(ge=1, le=1000)]
+RepetitionPenalty = Annotated[float, Field(gt=0, le=100)]
+LengthPenalty = Annotated[float, Field(ge=-100, le=100)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+LanguageCode = Annotated[str, Field(max_length=16)]
+
+
+def match_language(languages: Sequence[str], value: str | None) -> str | None:
+    """The engine's code for ``value`` (case-insensitive; a bare code matches its regional
+    form, "zh" -> "zh-cn"); the first language when ``value`` is None; None when the engine
+    does not speak it."""
+    if value is None:
+        return languages[0]
+    wanted = value.strip().lower()
+    for code in languages:
+        if code.lower() == wanted:
+            return code
+    for code in languages:
+        if code.lower().split("-")[0] == wanted:
+            return code
+    return None
 
 
 class SpeechParams(Params):
@@ -32,9 +60,9 @@ class SpeechParams(Params):
     )
     voice: SafeName = Field(description='A voice the backend knows (or OpenAI\'s {"id": ...}).')
     response_format: SpeechFormat = "mp3"
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
-    temperature: float | None = Field(default=None, gt=0, le=5)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    speed: Speed = 1.0
+    temperature: Temperature | None = None
+    seed: Seed | None = None
 
     @field_validator("voice", mode="before")
     @classmethod

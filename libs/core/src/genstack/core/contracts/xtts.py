@@ -5,7 +5,15 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from genstack.core.contracts.common import ParamsMap
-from genstack.core.contracts.speech import SpeechParams
+from genstack.core.contracts.speech import (
+    LanguageCode,
+    LengthPenalty,
+    RepetitionPenalty,
+    SpeechParams,
+    TopK,
+    TopP,
+    match_language,
+)
 from genstack.core.jobs import JobType
 
 QUEUE = "tts.xtts"
@@ -35,15 +43,14 @@ LANGUAGES = tuple(LANGUAGE_NAMES)
 
 
 class XttsSpeechParams(SpeechParams):
-    language: str | None = Field(
+    language: LanguageCode | None = Field(
         default=None,
-        max_length=16,
         description=f"One of {', '.join(LANGUAGES)} (any case; zh means zh-cn); default en.",
     )
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    top_k: int | None = Field(default=None, ge=1, le=1000)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=100)
-    length_penalty: float | None = Field(default=None, ge=-100, le=100)
+    top_p: TopP | None = None
+    top_k: TopK | None = None
+    repetition_penalty: RepetitionPenalty | None = None
+    length_penalty: LengthPenalty | None = None
     stream_chunk_size: int | None = Field(
         default=None, ge=5, le=400, description="GPT tokens per streamed chunk."
     )
@@ -51,14 +58,13 @@ class XttsSpeechParams(SpeechParams):
     @field_validator("language")
     @classmethod
     def _language(cls, value: str | None) -> str | None:
-        # As the server matches it: exact code, else a bare code to its regional form.
+        # As the server matches it (the same function), so the server takes what passes here.
         if value is None:
             return None
-        wanted = value.strip().lower()
-        for code in LANGUAGES:
-            if wanted in (code, code.split("-")[0]):
-                return code
-        raise ValueError(f"XTTS speaks {', '.join(LANGUAGES)}, not {value!r}")
+        code = match_language(LANGUAGES, value)
+        if code is None:
+            raise ValueError(f"XTTS speaks {', '.join(LANGUAGES)}, not {value!r}")
+        return code
 
 
 PARAMS: ParamsMap = {JobType.TTS: XttsSpeechParams}

@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from genstack.core.contracts.speech import OPENAI_TTS_ALIASES
 from genstack.http.errors import ApiError
 from genstack.tts.engine import SynthesisParams
-from genstack.tts.schemas import OPENAI_MODEL_ALIASES, SpeechRequest
+from genstack.tts.schemas import SpeechRequest
 from genstack.tts.server import Server
 
 router = APIRouter(tags=["openai"])
@@ -31,7 +32,7 @@ async def models(server: Server) -> dict[str, Any]:
 async def speech(request: SpeechRequest, server: Server) -> Response:
     started = time.monotonic()
     served = server.engine.model_ids
-    if request.model is not None and request.model not in (*served, *OPENAI_MODEL_ALIASES):
+    if request.model is not None and request.model not in (*served, *OPENAI_TTS_ALIASES):
         raise ApiError(
             404,
             f"model {request.model!r} is not served here; this server has {', '.join(served)}",
