@@ -3,7 +3,7 @@
 - ``app``: ``create_app(engine, settings, routers=...)``, the ASGI app of one TTS server;
 - ``routes/``: its APIRouters (``speech``, ``voices``, ``ops``);
 - ``server``: ``TTSServer`` (lifecycle, request checks, the audio answer), ``get_server``;
-- ``schemas``: the speech request, voice ids, language matching;
+- ``schemas``: the speech request and voice ids (limits from genstack.core.contracts);
 - ``responses``: whole-file, streamed and SSE answers;
 - ``engine``: the protocol a model implements, ``SynthesisParams``;
 - ``model_thread``: the one thread that runs the model, with a bounded queue;

@@ -28,7 +28,7 @@ from genstack.tts.responses import (
     whole_file,
 )
 from genstack.tts.settings import TTSSettings
-from genstack.tts.synthesis import AudioPipeline, SpeechService, VoiceRef
+from genstack.tts.synthesis import AudioPipeline, ResolvedVoice, SpeechService
 from genstack.tts.voices import VoiceLibrary, VoiceLibraryError
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class TTSServer:
             raise ApiError(400, f"{param} is empty", code="invalid_value", param=param)
         return text
 
-    def resolve_voice(self, reference: str, param: str = "voice") -> VoiceRef:
+    def resolve_voice(self, reference: str, param: str = "voice") -> ResolvedVoice:
         try:
             return self.service.resolve_voice(reference)
         except VoiceLibraryError as exc:
@@ -139,7 +139,7 @@ class TTSServer:
         self,
         *,
         text: str,
-        voice: VoiceRef,
+        voice: ResolvedVoice,
         params: SynthesisParams,
         fmt: str,
         stream: bool,

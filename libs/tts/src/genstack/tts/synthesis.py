@@ -38,7 +38,9 @@ SENTENCE_END = SentenceEnd()
 
 
 @dataclass(frozen=True)
-class VoiceRef:
+class ResolvedVoice:
+    """The voice a request named, resolved to a built-in voice or a library entry."""
+
     kind: Literal["builtin", "library"]
     id: str
     name: str
@@ -72,7 +74,7 @@ class SpeechService:
         )
 
     # voices --------------------------------------------------------------------------------
-    def resolve_voice(self, reference: str) -> VoiceRef:
+    def resolve_voice(self, reference: str) -> ResolvedVoice:
         """A library voice by id (``name.wav`` accepted, as xtts-api-server clients send
         it), else a built-in voice by name. Anything path-like is refused, never opened."""
         ref = reference.strip()
@@ -84,11 +86,11 @@ class SpeechService:
         if is_valid_voice_id(stem):
             stored = self.library.find(stem)
             if stored is not None:
-                return VoiceRef("library", stored.id, stored.name, stored.version)
+                return ResolvedVoice("library", stored.id, stored.name, stored.version)
         builtin = self.engine.builtin_voices()
         for name in (ref, stem):
             if name in builtin:
-                return VoiceRef("builtin", name, name)
+                return ResolvedVoice("builtin", name, name)
         raise VoiceNotFoundError(f"voice {reference!r} not found")
 
     def voices(self) -> list[dict[str, object]]:
@@ -103,7 +105,7 @@ class SpeechService:
     def forget(self, voice_id: str) -> None:
         self.conditionings.discard(lambda key: key[0] == "library" and key[1] == voice_id)
 
-    def _conditioning(self, voice: VoiceRef) -> Any:
+    def _conditioning(self, voice: ResolvedVoice) -> Any:
         """On the model thread: the cached conditioning or a new one."""
         cached = self.conditionings.get(voice.cache_key)
         if cached is not None:
@@ -127,7 +129,7 @@ class SpeechService:
 
     # synthesis -----------------------------------------------------------------------------
     async def start(
-        self, text: str, voice: VoiceRef, params: SynthesisParams, *, stream: bool
+        self, text: str, voice: ResolvedVoice, params: SynthesisParams, *, stream: bool
     ) -> ModelStream[Samples | SentenceEnd]:
         """Wait for the model (ModelBusyError past the limits) and start speaking ``text``;
         iterate the returned job for audio chunks and SENTENCE_END markers."""

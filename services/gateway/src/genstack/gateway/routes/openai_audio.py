@@ -26,11 +26,11 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 MAX_VOICES_PER_BACKEND = 10_000
 
 
-class VoiceRef(BaseModel):
+class OpenAIVoice(BaseModel):
     id: SafeName
 
 
-class SpeechRequest(BaseModel):
+class SpeechProxyRequest(BaseModel):
     """OpenAI's speech request; fields a backend adds (language, exaggeration, ...) pass
     through to it untouched."""
 
@@ -38,7 +38,7 @@ class SpeechRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=128)
     input: str = Field(min_length=1, description="Limited by GATEWAY_MAX_SPEECH_INPUT_CHARS.")
-    voice: SafeName | VoiceRef = "default"
+    voice: SafeName | OpenAIVoice = "default"
     response_format: SpeechFormat | None = None
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
     stream_format: Literal["audio", "sse"] | None = None
@@ -110,7 +110,9 @@ def speech_backend(svc: Services, model: str) -> Backend:
         },
     ),
 )
-async def create_speech(request: Request, speech: Annotated[SpeechRequest, Body()]) -> Response:
+async def create_speech(
+    request: Request, speech: Annotated[SpeechProxyRequest, Body()]
+) -> Response:
     svc = services(request)
     raw = await request.body()  # forwarded as sent: backend-specific fields survive
     limit = svc.settings.gateway_max_speech_input_chars
