@@ -1,13 +1,16 @@
 """The gateway in front of the real TTS services: genstack.tts's model server (its weightless
 tone engine, `genstack-tts-tone serve`) as the xtts backend, `genstack-xtts worker` running
 tts jobs against it, and the uploader. The official openai client speaks through the
-gateway; a tts job goes from POST /v1/jobs to a playable artifact."""
+gateway; a tts job goes from POST /v1/jobs to a playable artifact. The model server wants a
+key (TTS_API_KEYS), as it should wherever its port is reachable: the gateway and the worker
+send it, and a gateway without it says so instead of blaming the client's key."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,11 +24,17 @@ from genstack.testing.redis_server import RedisServer
 from genstack.testing.sse import read_sse
 from genstack.testing.stack import RunningGateway, start_gateway, start_uploader
 
+# The model server's key, which the gateway and the worker send (never a client's key).
+BACKEND_KEY = "backend-key-for-the-tts-servers"
+BACKEND_AUTH = {"Authorization": f"Bearer {BACKEND_KEY}"}
+
 
 @dataclass
 class TtsStack:
     gateway: RunningGateway
     tone_url: str
+    redis_url: str
+    root: Path
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +47,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TtsStack]:
         port = free_port()
         tone = ServiceProcess(
             [console_script("genstack-tts-tone"), "serve", "--port", str(port)],
-            env={"TTS_VOICES_DIR": str(root / "voices"), "LOG_FORMAT": "text"},
+            env={
+                "TTS_VOICES_DIR": str(root / "voices"),
+                "TTS_API_KEYS": BACKEND_KEY,
+                "LOG_FORMAT": "text",
+            },
             log_path=root / "tone.log",
             ready_url=f"http://127.0.0.1:{port}/readyz",
             cwd=root,
@@ -52,6 +65,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TtsStack]:
             env={
                 **common,
                 "XTTS_URL": tone_url,
+                "TTS_API_KEYS": BACKEND_KEY,
                 "OUTPUT_DIR": str(root / "outputs"),
                 "WORKER_HEALTH_HOST": "127.0.0.1",
                 "WORKER_HEALTH_PORT": str(health_port),
@@ -64,9 +78,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TtsStack]:
         started.append(start_uploader(redis.url, root))
         tone.wait_ready(120)
         worker.wait_ready(60)
-        gateway = start_gateway(redis.url, root, env={"XTTS_URL": tone_url})
+        gateway = start_gateway(
+            redis.url, root, env={"XTTS_URL": tone_url, "TTS_API_KEYS": BACKEND_KEY}
+        )
         started.append(gateway)
-        yield TtsStack(gateway, tone_url)
+        yield TtsStack(gateway, tone_url, redis.url, root)
     finally:
         for process in reversed(started):
             process.stop()
@@ -83,7 +99,8 @@ def first_voice(stack: TtsStack) -> str:
 
 
 def test_voices_come_from_the_real_server(stack: TtsStack) -> None:
-    direct = httpx.get(f"{stack.tone_url}/v1/audio/voices").json()
+    assert httpx.get(f"{stack.tone_url}/v1/audio/voices").status_code == 401
+    direct = httpx.get(f"{stack.tone_url}/v1/audio/voices", headers=BACKEND_AUTH).json()
     listing = httpx.get(
         f"{stack.gateway.url}/v1/audio/voices", headers=stack.gateway.headers
     ).json()
@@ -141,3 +158,33 @@ def test_a_tts_job_ends_with_a_playable_artifact(stack: TtsStack) -> None:
     audio = httpx.get(artifact["url"]).content
     assert len(audio) == artifact["bytes"]
     assert probe(audio).duration_s > 0.3
+
+
+def test_a_gateway_without_the_backends_key_says_so(stack: TtsStack) -> None:
+    """The client's key is right and the backend refuses the gateway: a 502 naming the
+    setting, not the backend's 401 (which would tell the client its own key is wrong)."""
+    keyless = start_gateway(
+        stack.redis_url, stack.root, env={"XTTS_URL": stack.tone_url}, name="keyless-gateway"
+    )
+    try:
+        answer = httpx.post(
+            f"{keyless.url}/v1/audio/speech",
+            json={"model": "tts-1", "voice": "alloy", "input": "hi"},
+            headers=keyless.headers,
+            timeout=30,
+        )
+        assert answer.status_code == 502, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "backend_auth_failed"
+        assert error["type"] == "server_error"
+        assert "TTS_API_KEYS" in error["message"]
+        # With the key, the same request through the stack's gateway is spoken.
+        spoken = httpx.post(
+            f"{stack.gateway.url}/v1/audio/speech",
+            json={"model": "tts-1", "voice": first_voice(stack), "input": "hi"},
+            headers=stack.gateway.headers,
+            timeout=60,
+        )
+        assert spoken.status_code == 200, spoken.text
+    finally:
+        keyless.stop()

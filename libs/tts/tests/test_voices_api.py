@@ -46,6 +46,7 @@ def test_uploaded_voice_is_listed_used_and_deleted(tone: ToneServer, fmt: str) -
     spoken = httpx.post(
         f"{tone.url}/v1/audio/speech",
         json={"input": "a", "voice": voice["id"], "response_format": "pcm"},
+        timeout=30,  # the first use decodes and conditions the voice: slow on a busy machine
     )
     samples = pcm_samples(spoken.content)
     assert dominant_hz(samples[200:-200], 24_000) == pytest.approx(

@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+T = TypeVar("T")
+
+
+def split_commas(value: object) -> object:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; anything but a string passes unchanged."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+# A list read from one variable as a comma list (``GATEWAY_API_KEYS=k1,k2``), not as JSON.
+CommaList = Annotated[list[T], NoDecode, BeforeValidator(split_commas)]
 
 
 def _default_node_id() -> str:

@@ -4,24 +4,16 @@ this and adds its own (XTTS_*, CHATTERBOX_*), so one .env configures every TTS s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode
 
-from genstack.core.settings import CoreSettings
-
-
-def _comma_list(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
+from genstack.core.settings import CommaList, CoreSettings
 
 
 class TTSSettings(CoreSettings):
     """The shared HTTP surface's limits, auth, CORS and queueing."""
 
-    tts_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+    tts_api_keys: CommaList[SecretStr] = Field(
         default_factory=list,
         description="Bearer keys the TTS servers accept (comma list). Empty: no auth. "
         "/healthz and /readyz stay open.",
@@ -30,7 +22,7 @@ class TTSSettings(CoreSettings):
         default=True, description="/metrics open without a key (for Prometheus)."
     )
     tts_public_docs: bool = Field(default=True, description="/docs and the schema open.")
-    tts_cors_origins: Annotated[list[str], NoDecode] = Field(
+    tts_cors_origins: CommaList[str] = Field(
         # SillyTavern's default address: its XTTS provider calls the server from the browser.
         default_factory=lambda: ["http://localhost:8000", "http://127.0.0.1:8000"],
         description="Browser origins allowed by CORS (comma list; '*' for any; 'none': no CORS).",
@@ -59,11 +51,6 @@ class TTSSettings(CoreSettings):
     tts_queue_timeout_s: float = Field(
         default=60.0, gt=0, description="Longest wait for the model before a 503."
     )
-
-    @field_validator("tts_api_keys", "tts_cors_origins", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        return _comma_list(value)
 
     @field_validator("tts_cors_origins")
     @classmethod

@@ -61,6 +61,16 @@ async def proxy_post(
         ) from None
     except httpx.HTTPError as exc:
         raise ApiError(502, f"backend {backend} failed: {exc!r}", code="backend_error") from None
+    if upstream.status_code == 401:
+        # The backend refused the gateway's own key: passing the 401 on would tell the
+        # client that its key is wrong.
+        await upstream.aclose()
+        raise ApiError(
+            502,
+            f"backend {backend} refused the gateway's key; give the gateway TTS_API_KEYS "
+            "with a key the backend accepts",
+            code="backend_auth_failed",
+        )
     metrics.speech_ttfb.labels(backend).observe(time.perf_counter() - started)
     passed = {k: v for k in PASS_HEADERS if (v := upstream.headers.get(k)) is not None}
     passed["x-genstack-backend"] = backend

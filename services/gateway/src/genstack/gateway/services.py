@@ -52,6 +52,11 @@ def async_redis(url: str, *, socket_timeout: float) -> AsyncRedis:
     )
 
 
+def backend_auth(settings: GatewaySettings) -> dict[str, str]:
+    keys = settings.tts_api_keys
+    return {"Authorization": f"Bearer {keys[0].get_secret_value()}"} if keys else {}
+
+
 @dataclass
 class Services:
     settings: GatewaySettings
@@ -99,6 +104,9 @@ class Services:
             ),
             limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
             trust_env=False,
+            # The model servers' own key (TTS_API_KEYS), never the client's: a client's key
+            # is the gateway's business and must not reach a backend.
+            headers=backend_auth(settings),
         )
         webhook_http = httpx.AsyncClient(
             timeout=settings.gateway_webhook_timeout_s,

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import NoDecode
 
 from genstack.core.contracts import chatterbox, comfyui, xtts
 from genstack.core.jobs import JobType
-from genstack.core.settings import CelerySettings, CoreSettings, StorageSettings
+from genstack.core.settings import CelerySettings, CommaList, CoreSettings, StorageSettings
 from genstack.gateway.webhooks.signing import decode_secret
 
 MiB = 1024 * 1024
 MIN_API_KEY_CHARS = 16
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
-
-
-def _split(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
 
 
 class BackendConfig(BaseModel):
@@ -70,7 +62,7 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
         description="Proxies whose X-Forwarded-* headers are trusted (comma list, or *).",
     )
     # auth ---------------------------------------------------------------------------------
-    gateway_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+    gateway_api_keys: CommaList[SecretStr] = Field(
         default_factory=list, description="Accepted API keys (comma list)."
     )
     gateway_api_keys_file: Path | None = Field(
@@ -85,7 +77,7 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
     )
     gateway_public_docs: bool = Field(default=False, description="/docs and the schema open.")
     gateway_public_metrics: bool = Field(default=False, description="/metrics open.")
-    gateway_cors_origins: Annotated[list[str], NoDecode] = Field(
+    gateway_cors_origins: CommaList[str] = Field(
         default_factory=list, description="Origins allowed by CORS (comma list); none: no CORS."
     )
     # limits -------------------------------------------------------------------------------
@@ -110,7 +102,7 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
     gateway_backends: dict[str, BackendConfig] | None = Field(
         default=None, description="JSON map name -> backend; default: xtts, chatterbox, comfyui."
     )
-    gateway_enabled_backends: Annotated[list[str], NoDecode] | None = Field(
+    gateway_enabled_backends: CommaList[str] | None = Field(
         default=None, description="Serve only these backends (comma list); default: all."
     )
     gateway_default_tts_backend: str = Field(default="xtts", pattern=_NAME)
@@ -119,6 +111,11 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
     gateway_default_workflow_backend: str = Field(default="comfyui", pattern=_NAME)
     xtts_url: str = Field(default="http://xtts:8020", pattern=r"^https?://\S+$")
     chatterbox_url: str = Field(default="http://chatterbox:8004", pattern=r"^https?://\S+$")
+    tts_api_keys: CommaList[SecretStr] = Field(
+        default_factory=list,
+        description="The TTS servers' keys (the variable they read): the gateway sends the "
+        "first to them, as their workers do. Empty: the servers need none.",
+    )
     gateway_backend_connect_timeout_s: float = Field(default=5.0, gt=0)
     gateway_backend_read_timeout_s: float = Field(
         default=300.0, gt=0, description="Longest silence from a backend mid-response."
@@ -128,7 +125,7 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
     gateway_webhook_secret: SecretStr | None = Field(
         default=None, description="Standard Webhooks secret, whsec_<base64>; none: no webhooks."
     )
-    gateway_webhook_allow_networks: Annotated[list[str], NoDecode] = Field(
+    gateway_webhook_allow_networks: CommaList[str] = Field(
         default_factory=list,
         description="Private networks webhooks may reach anyway (CIDR comma list).",
     )
@@ -145,17 +142,6 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
         default=None,
         description="Key for /v1/files links; default: a random key kept in Redis (shared).",
     )
-
-    @field_validator(
-        "gateway_api_keys",
-        "gateway_cors_origins",
-        "gateway_enabled_backends",
-        "gateway_webhook_allow_networks",
-        mode="before",
-    )
-    @classmethod
-    def _comma_list(cls, value: object) -> object:
-        return _split(value)
 
     @field_validator("gateway_webhook_allow_networks")
     @classmethod

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
 
-from genstack.core.settings import CelerySettings, CoreSettings, StorageSettings
+from genstack.core.settings import CelerySettings, CommaList, CoreSettings, StorageSettings
 
 # The seed's r2_sync.sh pattern set: png jpg jpeg webp mp4 webm gif wav mp3 flac.
 SEED_PATTERNS = ("png", "jpg", "jpeg", "webp", "mp4", "webm", "gif", "wav", "mp3", "flac")
 
 
-def _split(value: object) -> object:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
-
-
 class UploaderSettings(CoreSettings, StorageSettings, CelerySettings):
-    upload_watch_dirs: Annotated[list[Path], NoDecode] = Field(
+    upload_watch_dirs: CommaList[Path] = Field(
         default_factory=list, description="Extra folders to watch besides OUTPUT_DIR (comma list)."
     )
-    upload_extensions: Annotated[list[str], NoDecode] = Field(
+    upload_extensions: CommaList[str] = Field(
         default_factory=lambda: list(SEED_PATTERNS),
         description="File extensions that are uploaded (comma list, no dots).",
     )
@@ -49,11 +41,6 @@ class UploaderSettings(CoreSettings, StorageSettings, CelerySettings):
     upload_delete_after_verify: bool = False
     upload_metrics_host: str = "0.0.0.0"  # noqa: S104 - the container's health port
     upload_metrics_port: int = Field(default=9101, ge=0, le=65535)
-
-    @field_validator("upload_watch_dirs", "upload_extensions", mode="before")
-    @classmethod
-    def _comma_list(cls, value: object) -> object:
-        return _split(value)
 
     @field_validator("upload_extensions")
     @classmethod
