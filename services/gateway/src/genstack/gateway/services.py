@@ -32,7 +32,7 @@ from genstack.gateway.metrics import GatewayMetrics
 from genstack.gateway.settings import GatewaySettings
 from genstack.gateway.submit import JobSubmitter
 from genstack.gateway.webhooks.signing import WebhookSigner
-from genstack.gateway.webhooks.ssrf import UrlPolicy
+from genstack.core.ssrf import UrlPolicy
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from genstack.gateway.submit import (
     QueueFullError,
     Submission,
 )
-from genstack.gateway.webhooks.ssrf import MAX_URL_CHARS, UnsafeUrlError
+from genstack.core.ssrf import MAX_URL_CHARS, UnsafeUrlError
 from genstack.http.errors import ApiError, validation_message
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

@@ -32,7 +32,7 @@ from genstack.core.jobs import Job
 from genstack.core.jobstore import terminal_job_id
 from genstack.gateway.metrics import GatewayMetrics
 from genstack.gateway.webhooks.signing import WebhookSigner
-from genstack.gateway.webhooks.ssrf import UnsafeUrlError, UrlPolicy
+from genstack.core.ssrf import UnsafeUrlError, UrlPolicy
 
 log = logging.getLogger(__name__)
 
