@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -208,7 +208,7 @@ class ComfyUIClient:
         self.base_url = base_url.rstrip("/")
         self.poll_s = poll_s
         self.grace_s = grace_s
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout_s, trust_env=False)
 
     def close(self) -> None:
         self.http.close()
@@ -469,13 +469,16 @@ class EventSocket:
         self.url = url
         self.open_timeout_s = open_timeout_s
         self._conn: ClientConnection | None = None
+        self._stack = ExitStack()  # websockets wants its connection used as a context
         self.reopen()
 
     def reopen(self) -> None:
         self.close()
         try:
             # max_size: preview images arrive as binary frames; they are read and dropped.
-            self._conn = connect(self.url, open_timeout=self.open_timeout_s, max_size=2**26)
+            self._conn = self._stack.enter_context(
+                connect(self.url, open_timeout=self.open_timeout_s, max_size=2**26)
+            )
         except (OSError, TimeoutError, WebSocketException) as exc:
             log.info("ComfyUI's websocket not open (%r): following by history only", exc)
             self._conn = None
@@ -491,7 +494,7 @@ class EventSocket:
             return None
         except (ConnectionClosed, OSError):
             log.info("ComfyUI's websocket closed: following by history only")
-            self._conn = None
+            self.close()
             return None
         if isinstance(message, bytes):
             return None
@@ -502,6 +505,5 @@ class EventSocket:
         return event if isinstance(event, dict) else None
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._conn = None
+        self._stack.close()
