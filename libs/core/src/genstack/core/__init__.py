@@ -11,5 +11,7 @@
 - ``worker``: ``serve_jobs``, the runtime every job worker is started with;
 - ``leases``: job leases and the reaper; ``health``: the health port of CPU processes;
 - ``uploads``: handing a file to this host's uploader; ``storage/``: S3/R2 and local storage;
-- ``redis_client``, ``backoff``: Redis connections and retry delays.
+- ``redis_client``, ``backoff``: Redis connections and retry delays;
+- ``ssrf``: ``UrlPolicy``, the guard on URLs fetched or called for a client (webhooks,
+  inputs by URL): no loopback, private or link-local address unless allowed.
 """

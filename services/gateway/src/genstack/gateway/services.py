@@ -25,6 +25,7 @@ from genstack.core.celery_app import create_celery_app
 from genstack.core.jobs import Job
 from genstack.core.jobstore import AsyncJobStore, JobStore
 from genstack.core.redis_client import connect
+from genstack.core.ssrf import UrlPolicy
 from genstack.core.storage import Storage, storage_from_settings
 from genstack.gateway.backends import Registry, build_registry
 from genstack.gateway.links import ArtifactLinks, FileSigner, shared_signing_key
@@ -32,7 +33,6 @@ from genstack.gateway.metrics import GatewayMetrics
 from genstack.gateway.settings import GatewaySettings
 from genstack.gateway.submit import JobSubmitter
 from genstack.gateway.webhooks.signing import WebhookSigner
-from genstack.gateway.webhooks.ssrf import UrlPolicy
 
 log = logging.getLogger(__name__)
 

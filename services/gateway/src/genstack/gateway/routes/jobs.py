@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobNotFoundError
+from genstack.core.ssrf import MAX_URL_CHARS, UnsafeUrlError
 from genstack.gateway.backends import Backend
 from genstack.gateway.events import STREAM_ID, job_events
 from genstack.gateway.routes.common import (
@@ -32,7 +33,6 @@ from genstack.gateway.submit import (
     QueueFullError,
     Submission,
 )
-from genstack.gateway.webhooks.ssrf import MAX_URL_CHARS, UnsafeUrlError
 from genstack.http.errors import ApiError, validation_message
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

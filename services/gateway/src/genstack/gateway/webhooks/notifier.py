@@ -30,9 +30,9 @@ from redis.exceptions import RedisError, ResponseError
 from genstack.core.backoff import backoff_s
 from genstack.core.jobs import Job
 from genstack.core.jobstore import terminal_job_id
+from genstack.core.ssrf import UnsafeUrlError, UrlPolicy
 from genstack.gateway.metrics import GatewayMetrics
 from genstack.gateway.webhooks.signing import WebhookSigner
-from genstack.gateway.webhooks.ssrf import UnsafeUrlError, UrlPolicy
 
 log = logging.getLogger(__name__)
 

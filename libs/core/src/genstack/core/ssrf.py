@@ -1,16 +1,19 @@
-"""Webhook targets may not reach inside: URLs that resolve to loopback, private, link-local
-or otherwise non-global addresses are refused unless their network is allowed explicitly.
+"""URLs a service fetches or calls on a client's behalf may not reach inside: URLs that
+resolve to loopback, private, link-local or otherwise non-global addresses are refused unless
+their network is allowed explicitly (the gateway's webhooks, ComfyUI's inputs by URL).
 
-The check runs at submission and again, with a fresh lookup, before every delivery; the
-delivery then connects to the address that was checked (no second lookup an attacker's DNS
-could answer differently), sending the original host name as Host and TLS SNI."""
+The caller checks right before it connects and then connects to the address that was checked
+(no second lookup an attacker's DNS could answer differently), sending the original host name
+as Host and TLS SNI (:meth:`Target.pinned_url`, :attr:`Target.host_header`)."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -44,8 +47,16 @@ class Target:
 
 
 class UrlPolicy:
-    def __init__(self, allow_networks: list[str] | None = None) -> None:
+    """``allow_variable`` names the setting that lets a network through, for the message."""
+
+    def __init__(
+        self,
+        allow_networks: list[str] | None = None,
+        *,
+        allow_variable: str = "GATEWAY_WEBHOOK_ALLOW_NETWORKS",
+    ) -> None:
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in allow_networks or []]
+        self.allow_variable = allow_variable
 
     def address_allowed(self, address: IPAddress) -> bool:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -77,22 +88,40 @@ class UrlPolicy:
         try:
             addresses: list[IPAddress] = [ipaddress.ip_address(host)]
         except ValueError:
-            addresses = await self._resolve(host, port)
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError) as exc:
+                raise UnsafeUrlError(f"{host} cannot be resolved: {exc}") from exc
+            addresses = self._addresses(host, infos)
+        return self._target(url, parts, host, port, addresses)
+
+    def check_sync(self, url: str) -> Target:
+        """:meth:`check` for a caller without an event loop (a job handler's thread)."""
+        parts, host, port = self.parse(url)
+        try:
+            addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError) as exc:
+                raise UnsafeUrlError(f"{host} cannot be resolved: {exc}") from exc
+            addresses = self._addresses(host, infos)
+        return self._target(url, parts, host, port, addresses)
+
+    def _target(
+        self, url: str, parts: SplitResult, host: str, port: int, addresses: list[IPAddress]
+    ) -> Target:
         refused = [a for a in addresses if not self.address_allowed(a)]
         if refused:
             raise UnsafeUrlError(
                 f"{host} resolves to {refused[0]}, a loopback, private, link-local or "
-                "reserved address (allow its network with GATEWAY_WEBHOOK_ALLOW_NETWORKS)"
+                f"reserved address (allow its network with {self.allow_variable})"
             )
         return Target(url=url, parts=parts, host=host, port=port, address=addresses[0])
 
     @staticmethod
-    async def _resolve(host: str, port: int) -> list[IPAddress]:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise UnsafeUrlError(f"{host} cannot be resolved: {exc}") from exc
+    def _addresses(host: str, infos: Sequence[tuple[Any, ...]]) -> list[IPAddress]:
         found: list[IPAddress] = []
         for _family, _type, _proto, _name, sockaddr in infos:
             address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])

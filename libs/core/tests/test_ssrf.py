@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from genstack.gateway.webhooks.ssrf import UnsafeUrlError, UrlPolicy
+from genstack.core.ssrf import UnsafeUrlError, UrlPolicy
 
 
 def check(url: str, allow: list[str] | None = None) -> str:
@@ -76,3 +76,12 @@ def test_pinned_url_connects_to_the_checked_address_with_the_original_host() -> 
     assert v6.pinned_url() == "https://[2001:4860::1]:443/x"
     assert v6.host_header == "[2001:4860::1]"
     assert ipaddress.ip_address(v6.address).version == 6
+
+
+def test_the_sync_check_refuses_alike_and_names_the_policys_variable() -> None:
+    policy = UrlPolicy(allow_variable="COMFYUI_INPUT_ALLOW_NETWORKS")
+    with pytest.raises(UnsafeUrlError, match="COMFYUI_INPUT_ALLOW_NETWORKS"):
+        policy.check_sync("http://localhost:8188/x.png")
+    allowed = UrlPolicy(["127.0.0.0/8"]).check_sync("http://127.0.0.1:9/x.png")
+    assert allowed.address == ipaddress.ip_address("127.0.0.1")
+    assert allowed.host_header == "127.0.0.1:9"

@@ -1,0 +1,38 @@
+"""``genstack-comfyui worker``: runs `workflow` jobs of queue comfyui against COMFYUI_URL."""
+
+from __future__ import annotations
+
+from genstack.comfyui.client import ComfyUIClient
+from genstack.comfyui.handler import ComfyJobHandler
+from genstack.comfyui.inputs import InputFetcher
+from genstack.comfyui.settings import ComfyUISettings
+from genstack.core.contracts.comfyui import QUEUE
+from genstack.core.health import http_check
+from genstack.core.ssrf import UrlPolicy
+from genstack.core.worker import serve_jobs
+
+
+def run(settings: ComfyUISettings) -> int:
+    client = ComfyUIClient(settings.comfyui_url, grace_s=settings.comfyui_unavailable_grace_s)
+    policy = UrlPolicy(
+        settings.comfyui_input_allow_networks, allow_variable="COMFYUI_INPUT_ALLOW_NETWORKS"
+    )
+    fetcher = InputFetcher(
+        policy,
+        max_bytes=settings.comfyui_input_max_mb * 2**20,
+        timeout_s=settings.comfyui_input_timeout_s,
+    )
+    handler = ComfyJobHandler(
+        client,
+        fetcher,
+        output_dir=settings.output_dir,
+        job_timeout_s=settings.comfyui_job_timeout_s,
+    )
+    return serve_jobs(
+        settings,
+        name="comfyui",
+        queues=[QUEUE],
+        handler=handler,
+        concurrency=settings.comfyui_worker_concurrency,
+        checks={"comfyui": http_check(f"{settings.comfyui_url.rstrip('/')}/system_stats")},
+    )

@@ -1,0 +1,147 @@
+"""Against a real ComfyUI on CPU, started through `genstack-comfyui start` (COMFYUI_DIR: a
+checkout; COMFYUI_PYTHON: its interpreter): the model-free workflows through the real
+handler, JobRunner and redis-server. Skipped when COMFYUI_DIR is unset (CI has no ComfyUI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from comfyui_replay import load_recordings
+
+from genstack.comfyui.client import ComfyUIClient
+from genstack.comfyui.handler import ComfyJobHandler
+from genstack.comfyui.inputs import InputFetcher
+from genstack.comfyui.recorder import tone_wav
+from genstack.core.job_runner import JobOutcome, JobRunner
+from genstack.core.jobs import Job, JobStatus, JobType
+from genstack.core.jobstore import JobStore
+from genstack.core.leases import JobLeases
+from genstack.core.redis_client import connect
+from genstack.core.ssrf import UrlPolicy
+from genstack.testing.file_server import FileServer
+from genstack.testing.ports import free_port
+from genstack.testing.process import ServiceProcess, console_script
+
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="COMFYUI_DIR is not set"),
+]
+GRAPHS = load_recordings()
+
+
+class Real:
+    def __init__(self, url: str, outputs: Path) -> None:
+        self.url = url
+        self.outputs = outputs
+
+
+@pytest.fixture(scope="module")
+def comfyui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Real]:
+    root = tmp_path_factory.mktemp("comfyui")
+    port = free_port()
+    process = ServiceProcess(
+        [console_script("genstack-comfyui"), "start"],
+        env={
+            "COMFYUI_PORT": str(port),
+            "OUTPUT_DIR": str(root / "outputs"),
+            "MODELS_DIR": str(root / "models"),
+            "ENABLE_VIBEVOICE": "false",
+            "ENABLE_CONTROLNET": "false",
+            "LOG_FORMAT": "text",
+        },
+        log_path=root / "comfyui.log",
+        ready_url=f"http://127.0.0.1:{port}/system_stats",
+    )
+    try:
+        process.wait_ready(180)
+        yield Real(f"http://127.0.0.1:{port}", root / "outputs")
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def runner(comfyui: Real, redis_url: str) -> tuple[JobRunner, JobStore, list[Any]]:
+    store = JobStore(connect(redis_url), ttl_s=600)
+    handed: list[Any] = []
+    handler = ComfyJobHandler(
+        ComfyUIClient(comfyui.url, poll_s=0.5, grace_s=5),
+        InputFetcher(UrlPolicy(["127.0.0.0/8"]), max_bytes=2**20, timeout_s=10),
+        output_dir=comfyui.outputs,
+        job_timeout_s=120,
+    )
+    run = JobRunner(
+        store=store,
+        handler=handler,
+        output_dir=comfyui.outputs,
+        hand_over=lambda *args: handed.append(args),
+        leases=JobLeases(store, queue="comfyui", owner="real", ttl_s=60),
+    )
+    return run, store, handed
+
+
+def job(store: JobStore, name: str, change: dict[tuple[str, str], Any] | None = None) -> Job:
+    graph = json.loads(json.dumps(GRAPHS[name]["prompt"]).replace("{{job}}/", ""))
+    for (node_id, key), value in (change or {}).items():
+        graph[node_id]["inputs"][key] = value
+    return store.create(Job(type=JobType.WORKFLOW, backend="comfyui", params={"workflow": graph}))
+
+
+@pytest.mark.parametrize(
+    ("name", "files"), [("image_batch", 2), ("animated_webp", 1), ("video", 1)]
+)
+def test_model_free_workflows_end_with_their_files(
+    runner: tuple[JobRunner, JobStore, list[Any]], name: str, files: int
+) -> None:
+    run, store, handed = runner
+    first, second = job(store, name), job(store, name)
+    assert run.run(first.id) == JobOutcome.HANDED_OVER
+    assert run.run(second.id) == JobOutcome.HANDED_OVER  # the same graph again: new files
+    assert len(handed) == 2 * files
+    assert all(Path(h[0]).stat().st_size > 0 for h in handed)
+    assert {Path(h[0]).parent.name for h in handed} == {first.id, second.id}
+
+
+def test_audio_from_a_url(runner: tuple[JobRunner, JobStore, list[Any]]) -> None:
+    run, store, handed = runner
+    server = FileServer(files={"/tone.wav": tone_wav()}).start()
+    try:
+        audio = job(store, "audio", {("1", "audio"): f"{server.url}/tone.wav"})
+        assert run.run(audio.id) == JobOutcome.HANDED_OVER
+    finally:
+        server.stop()
+    assert [Path(h[0]).suffix for h in handed] == [".flac"]
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "text"),
+    [
+        ("invalid_input", "invalid_workflow", "node 1 (EmptyImage) input 'width'"),
+        ("unknown_node", "invalid_workflow", "node 1 (NoSuchNode)"),
+    ],
+)
+def test_refusals_name_the_node(
+    runner: tuple[JobRunner, JobStore, list[Any]], name: str, code: str, text: str
+) -> None:
+    run, store, _ = runner
+    bad = job(store, name)
+    assert run.run(bad.id) == JobOutcome.FAILED
+    error = store.require(bad.id).error
+    assert error is not None and error.code == code and text in error.message
+
+
+def test_cancel_interrupts_and_the_next_job_runs(
+    runner: tuple[JobRunner, JobStore, list[Any]],
+) -> None:
+    run, store, _ = runner
+    slow = job(store, "interrupt")
+    threading.Timer(1.0, lambda: store.request_cancel(slow.id)).start()
+    assert run.run(slow.id) == JobOutcome.CANCELLED
+    assert store.require(slow.id).status == JobStatus.CANCELLED
+    following = job(store, "image_batch")
+    assert run.run(following.id) == JobOutcome.HANDED_OVER
