@@ -18,8 +18,9 @@ from genstack.provision.settings import ProvisionSettings
 
 class ComfyUISettings(JobWorkerSettings, ProvisionSettings):
     comfyui_dir: Path = Field(
-        default=Path("/opt/comfyui"),
-        description="The ComfyUI checkout `genstack-comfyui start` runs (main.py in it).",
+        default=Path("/opt/comfyui/ComfyUI"),
+        description="The ComfyUI checkout `genstack-comfyui start` runs (main.py in it); "
+        "the image's by default.",
     )
     comfyui_python: Path = Field(
         default=Path(sys.executable),
