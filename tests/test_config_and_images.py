@@ -130,6 +130,8 @@ def test_the_cpu_override_is_valid_compose_and_drops_only_the_gpu(
     cpu = load_compose("compose.yaml", "compose.cpu.yaml")
     validate_compose(cpu)
     assert cpu["services"].keys() == compose["services"].keys()
+    gpu_services = {name for name, s in compose["services"].items() if "deploy" in s}
+    assert gpu_services == {"xtts", "comfyui"}
     xtts = cpu["services"]["xtts"]
     assert "deploy" not in xtts
     assert xtts["environment"]["XTTS_DEVICE"] == "cpu"
@@ -140,8 +142,12 @@ def test_the_cpu_override_is_valid_compose_and_drops_only_the_gpu(
     assert {k: v for k, v in xtts.items() if k != "environment"} == {
         k: v for k, v in compose["services"]["xtts"].items() if k not in ("environment", "deploy")
     }
+    # ComfyUI needs no setting of its own: `genstack-comfyui start` picks --cpu without a GPU.
+    assert cpu["services"]["comfyui"] == {
+        k: v for k, v in compose["services"]["comfyui"].items() if k != "deploy"
+    }
     for name, service in compose["services"].items():
-        if name != "xtts":
+        if name not in gpu_services:
             assert cpu["services"][name] == service, name
     assert not any("deploy" in s for s in cpu["services"].values()), "a GPU reservation is left"
 
@@ -196,19 +202,28 @@ def test_every_image_builds_a_workspace_package_that_has_its_console_script(
     compose: dict[str, Any],
 ) -> None:
     """The shared Dockerfiles take the package as a build arg and run its console script,
-    named like the package, on the port the build arg gives."""
+    named like the package, on the port the build arg gives. A service with its own
+    Dockerfile (services/<dir>/Dockerfile: ComfyUI's, which is no plain torch image) builds
+    that folder's package, which is also its PACKAGE default, and exposes its port itself."""
+    shared = {"docker/python-service.Dockerfile", "docker/torch-service.Dockerfile"}
     built = {name: s["build"] for name, s in compose["services"].items() if "build" in s}
-    assert {b["dockerfile"] for b in built.values()} == {
-        "docker/python-service.Dockerfile",
-        "docker/torch-service.Dockerfile",
-    }
+    assert {b["dockerfile"] for b in built.values()} == shared | {"services/comfyui/Dockerfile"}
     for name, build in built.items():
         package = build["args"]["PACKAGE"]
         assert package in PACKAGES, f"{name}: PACKAGE={package} is no workspace package"
         assert package in PACKAGES[package]["project"]["scripts"], (
             f"{name}: {package} has no console script of its name"
         )
-        assert build["args"]["PORT"].isdigit(), name
+        if build["dockerfile"] in shared:
+            assert build["args"]["PORT"].isdigit(), name
+            continue
+        dockerfile = ROOT / build["dockerfile"]
+        assert dockerfile.parent.parent == ROOT / "services" and dockerfile.name == "Dockerfile"
+        own = tomllib.loads((dockerfile.parent / "pyproject.toml").read_text())
+        assert own["project"]["name"] == package, f"{name}: {dockerfile} is not {package}'s"
+        text = dockerfile.read_text()
+        assert re.search(rf"^ARG PACKAGE={re.escape(package)}$", text, re.M), dockerfile
+        assert re.search(r"^EXPOSE \d+$", text[text.rfind("\nFROM ") :], re.M), dockerfile
     for dockerfile in DOCKERFILES:
         text = dockerfile.read_text()
         assert re.search(r"^ARG PACKAGE$", text, re.M), dockerfile
