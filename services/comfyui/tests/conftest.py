@@ -4,12 +4,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from comfyui_replay import ComfyReplay
+
+from genstack.testing.comfyui_replay import ComfyReplay
+
+# Exchanges recorded from a real ComfyUI (`genstack-comfyui record`), replayed by ComfyReplay.
+RECORDINGS = Path(__file__).parent / "recordings"
 
 
 @pytest.fixture
 def replay(tmp_path: Path) -> Iterator[ComfyReplay]:
-    stand_in = ComfyReplay(tmp_path / "outputs").start()
+    stand_in = ComfyReplay(tmp_path / "outputs", RECORDINGS).start()
     try:
         yield stand_in
     finally:

@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 import pytest
-from comfyui_replay import ComfyReplay
 
 from genstack.comfyui.client import (
     ComfyUIClient,
@@ -23,6 +22,7 @@ from genstack.comfyui.client import (
     PromptRejectedError,
 )
 from genstack.testing.ports import free_port
+from genstack.testing.comfyui_replay import ComfyReplay
 
 
 def graph_of(replay: ComfyReplay, name: str, job: str) -> dict[str, Any]:

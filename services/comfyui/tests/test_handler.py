@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from comfyui_replay import ComfyReplay
 
 from genstack.comfyui.client import ComfyUIClient
 from genstack.comfyui.handler import ComfyJobHandler, prompt_id_of
@@ -24,6 +23,7 @@ from genstack.core.jobstore import JobStore
 from genstack.core.leases import JobLeases
 from genstack.core.redis_client import connect
 from genstack.core.ssrf import UrlPolicy
+from genstack.testing.comfyui_replay import ComfyReplay
 from genstack.testing.file_server import FileServer
 from genstack.testing.ports import free_port
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from comfyui_replay import load_recordings
 
 from genstack.comfyui.client import ComfyUIClient
 from genstack.comfyui.handler import ComfyJobHandler
@@ -24,6 +23,7 @@ from genstack.core.jobstore import JobStore
 from genstack.core.leases import JobLeases
 from genstack.core.redis_client import connect
 from genstack.core.ssrf import UrlPolicy
+from genstack.testing.comfyui_replay import load_recordings
 from genstack.testing.file_server import FileServer
 from genstack.testing.ports import free_port
 from genstack.testing.process import ServiceProcess, console_script
@@ -32,7 +32,8 @@ pytestmark = [
     pytest.mark.comfyui,
     pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="COMFYUI_DIR is not set"),
 ]
-GRAPHS = load_recordings()
+RECORDINGS = Path(__file__).parent / "recordings"
+GRAPHS = load_recordings(RECORDINGS)
 
 
 class Real:

@@ -1,6 +1,6 @@
 """A ComfyUI stand-in for CI: a real HTTP + websocket server (aiohttp) on loopback that
-replays exchanges recorded from a real ComfyUI (``genstack-comfyui record``; the files in
-``recordings/``). A submitted graph is matched to the recording of the same graph (node ids,
+replays exchanges recorded from a real ComfyUI (``genstack-comfyui record``; the committed
+files in services/comfyui/tests/recordings, whose folder the test gives). A submitted graph is matched to the recording of the same graph (node ids,
 class types and literal inputs; save prefixes and uploaded file names may differ); its
 websocket events are played to the submitting client, its output files written to the
 output folder, and its history entry served once it has ended.
@@ -24,12 +24,11 @@ from aiohttp import WSMsgType, web
 
 from genstack.testing.ports import free_port
 
-RECORDINGS = Path(__file__).parent / "recordings"
 PREFIX_KEY = "filename_prefix"
 LOADER_INPUTS = {"image", "audio", "file", "video"}
 
 
-def load_recordings(folder: Path = RECORDINGS) -> dict[str, dict[str, Any]]:
+def load_recordings(folder: Path) -> dict[str, dict[str, Any]]:
     return {
         p.stem: json.loads(p.read_text())
         for p in sorted(folder.glob("*.json"))
@@ -63,7 +62,7 @@ def _matches(recorded: dict[str, Any], graph: dict[str, Any]) -> bool:
 
 
 class ComfyReplay:
-    def __init__(self, output_dir: Path, recordings: Path = RECORDINGS) -> None:
+    def __init__(self, output_dir: Path, recordings: Path) -> None:
         self.output_dir = output_dir
         self.recordings = load_recordings(recordings)
         self.stats = json.loads((recordings / "system_stats.json").read_text())

@@ -1,0 +1,252 @@
+"""Workflow jobs through the whole stack: gateway -> Redis -> `genstack-comfyui worker` ->
+ComfyUI -> uploader -> S3 (a real S3 HTTP server), every part a real process.
+
+ComfyUI is either the replay of exchanges recorded from a real ComfyUI (so CI runs the whole
+path without one) or a real ComfyUI started through `genstack-comfyui start` when COMFYUI_DIR
+names a checkout (marked `comfyui`, skipped otherwise)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mypy_boto3_s3 import S3Client
+
+from genstack.testing.comfyui_replay import ComfyReplay, load_recordings
+from genstack.testing.ports import free_port
+from genstack.testing.process import ServiceProcess, console_script
+from genstack.testing.redis_server import RedisServer
+from genstack.testing.s3_server import S3Server
+from genstack.testing.sse import read_sse
+from genstack.testing.stack import RunningGateway, start_gateway, start_uploader
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDINGS = ROOT / "services" / "comfyui" / "tests" / "recordings"
+# The recorded graphs, with the job folder the recorder put in their prefixes taken out (the
+# worker puts the job's own in).
+GRAPHS: dict[str, dict[str, Any]] = {
+    name: json.loads(json.dumps(recording["prompt"]).replace("{{job}}/", ""))
+    for name, recording in load_recordings(RECORDINGS).items()
+}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+SOURCES = [
+    "replay",
+    pytest.param(
+        "real",
+        marks=[
+            pytest.mark.comfyui,
+            pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="COMFYUI_DIR is not set"),
+        ],
+    ),
+]
+
+
+@dataclass
+class ComfyStack:
+    source: str
+    gateway: RunningGateway
+    outputs: Path
+    s3: S3Client
+    bucket: str
+
+
+def start_comfyui(source: str, root: Path, outputs: Path) -> tuple[str, Any]:
+    """ComfyUI's URL and the thing to stop: the replay, or `genstack-comfyui start`."""
+    if source == "replay":
+        replay = ComfyReplay(outputs, RECORDINGS).start()
+        return replay.url, replay
+    port = free_port()
+    process = ServiceProcess(
+        [console_script("genstack-comfyui"), "start"],
+        env={
+            "COMFYUI_PORT": str(port),
+            "OUTPUT_DIR": str(outputs),
+            "MODELS_DIR": str(root / "models"),
+            "ENABLE_VIBEVOICE": "false",
+            "ENABLE_CONTROLNET": "false",
+            "LOG_FORMAT": "text",
+        },
+        log_path=root / "comfyui.log",
+        ready_url=f"http://127.0.0.1:{port}/system_stats",
+    )
+    try:
+        process.wait_ready(180)
+    except BaseException:
+        process.stop()
+        raise
+    return f"http://127.0.0.1:{port}", process
+
+
+def start_bridge(redis_url: str, root: Path, outputs: Path, comfyui_url: str) -> ServiceProcess:
+    """`genstack-comfyui worker`, ready (its /readyz: Redis and ComfyUI answer)."""
+    port = free_port()
+    process = ServiceProcess(
+        [console_script("genstack-comfyui"), "worker"],
+        env={
+            "REDIS_URL": redis_url,
+            "NODE_ID": "test-node",  # the uploader's queue (genstack.testing.stack)
+            "OUTPUT_DIR": str(outputs),
+            "COMFYUI_URL": comfyui_url,
+            "WORKER_HEALTH_HOST": "127.0.0.1",
+            "WORKER_HEALTH_PORT": str(port),
+            "LOG_FORMAT": "text",
+        },
+        log_path=root / "comfyui-worker.log",
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+    )
+    try:
+        process.wait_ready(60)
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+@pytest.fixture(scope="module", params=SOURCES)
+def stack(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    s3_server: S3Server,
+) -> Iterator[ComfyStack]:
+    source = str(request.param)
+    root = tmp_path_factory.mktemp(f"comfystack-{source}")
+    outputs = root / "outputs"  # what start_gateway and start_uploader use for root
+    bucket = s3_server.create_bucket()
+    r2 = {
+        "R2_ENDPOINT": s3_server.endpoint_url,
+        "R2_BUCKET": bucket,
+        "R2_ACCESS_KEY_ID": s3_server.access_key,
+        "R2_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "R2_REGION": s3_server.region,
+        "ENABLE_R2_SYNC": "true",
+    }
+    redis = RedisServer(root / "redis")
+    redis.start()
+    started: list[Any] = []
+    try:
+        url, comfyui = start_comfyui(source, root, outputs)
+        started.append(comfyui)
+        started.append(start_uploader(redis.url, root, env=r2))
+        started.append(start_bridge(redis.url, root, outputs, url))
+        gateway = start_gateway(redis.url, root, env={**r2, "GATEWAY_ENABLED_BACKENDS": "comfyui"})
+        started.append(gateway)
+        yield ComfyStack(source, gateway, outputs, s3_server.client(), bucket)
+    finally:
+        for part in reversed(started):
+            part.stop()
+        redis.close()
+
+
+def submit(stack: ComfyStack, name: str, change: dict[tuple[str, str], Any] | None = None) -> str:
+    graph = json.loads(json.dumps(GRAPHS[name]))
+    for (node_id, key), value in (change or {}).items():
+        graph[node_id]["inputs"][key] = value
+    response = httpx.post(
+        f"{stack.gateway.url}/v1/jobs",
+        headers=stack.gateway.headers,
+        json={"type": "workflow", "params": {"workflow": graph}},
+    )
+    assert response.status_code in (200, 201, 202), response.text
+    job_id = response.json()["id"]
+    assert isinstance(job_id, str)
+    return job_id
+
+
+def get_job(stack: ComfyStack, job_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{stack.gateway.url}/v1/jobs/{job_id}", headers=stack.gateway.headers)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert isinstance(job, dict)
+    return job
+
+
+def wait_for(
+    stack: ComfyStack, job_id: str, statuses: set[str], timeout: float = 120.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = get_job(stack, job_id)
+        if job["status"] in statuses:
+            return job
+        assert time.monotonic() < deadline, f"job still {job['status']}: {job}"
+        time.sleep(0.05)
+
+
+def events(stack: ComfyStack, job_id: str) -> list[str]:
+    """The job's event types, from the start (the stream ends after the terminal status)."""
+    with (
+        httpx.Client(base_url=stack.gateway.url, headers=stack.gateway.headers) as http,
+        http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=30) as response,
+    ):
+        return [event.event for event in read_sse(response)]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_batch_of_two_lands_in_s3_byte_for_byte(stack: ComfyStack) -> None:
+    job_id = submit(stack, "image_batch")
+    job = wait_for(stack, job_id, TERMINAL)
+    assert job["status"] == "succeeded", job
+    artifacts = job["artifacts"]
+    assert len(artifacts) == 2
+    # What ComfyUI wrote into the job's folder of the outputs volume.
+    written = {p.name: p.read_bytes() for p in (stack.outputs / job_id).rglob("*") if p.is_file()}
+    assert len(written) == 2 and all(written.values())
+    for artifact in artifacts:
+        key = artifact["key"]
+        assert key.startswith("outputs/") and f"/{job_id}/" in key
+        body = stack.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()
+        name = key.rsplit("/", 1)[1]
+        assert name.endswith(".png")
+        assert sha256(body) == sha256(written[name]) == artifact["sha256"]
+        assert artifact["bytes"] == len(body)
+    kinds = events(stack, job_id)
+    assert "progress" in kinds and "artifact" in kinds
+
+
+def test_the_same_workflow_twice_gives_two_sets_of_files(stack: ComfyStack) -> None:
+    first, second = submit(stack, "image_batch"), submit(stack, "image_batch")
+    keys: list[set[str]] = []
+    for job_id in (first, second):
+        job = wait_for(stack, job_id, TERMINAL)
+        assert job["status"] == "succeeded", job
+        keys.append({a["key"] for a in job["artifacts"]})
+        assert len(keys[-1]) == 2
+        assert len([p for p in (stack.outputs / job_id).rglob("*") if p.is_file()]) == 2
+    assert not keys[0] & keys[1]
+    for key in keys[0] | keys[1]:
+        stack.s3.head_object(Bucket=stack.bucket, Key=key)  # raises if it is not there
+
+
+def test_an_invalid_input_fails_naming_the_node(stack: ComfyStack) -> None:
+    job_id = submit(stack, "invalid_input")
+    job = wait_for(stack, job_id, TERMINAL)
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "invalid_workflow"
+    assert "node 1 (EmptyImage) input 'width'" in job["error"]["message"]
+    assert job["artifacts"] == []
+
+
+def test_cancel_of_a_running_job_ends_it_cancelled_and_the_next_job_runs(
+    stack: ComfyStack,
+) -> None:
+    # A slow graph (the replay holds it running until it is interrupted).
+    job_id = submit(stack, "interrupt")
+    wait_for(stack, job_id, {"running"}, timeout=60)
+    time.sleep(0.5)  # into ComfyUI, past the worker's submission
+    response = httpx.delete(f"{stack.gateway.url}/v1/jobs/{job_id}", headers=stack.gateway.headers)
+    assert response.status_code in (200, 202), response.text
+    job = wait_for(stack, job_id, TERMINAL)
+    assert job["status"] == "cancelled", job
+    after = wait_for(stack, submit(stack, "image_batch"), TERMINAL)
+    assert after["status"] == "succeeded", after
