@@ -21,8 +21,8 @@ from genstack.comfyui.client import (
     PromptLostError,
     PromptRejectedError,
 )
-from genstack.testing.ports import free_port
 from genstack.testing.comfyui_replay import ComfyReplay
+from genstack.testing.ports import free_port
 
 
 def graph_of(replay: ComfyReplay, name: str, job: str) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """A ComfyUI stand-in for CI: a real HTTP + websocket server (aiohttp) on loopback that
 replays exchanges recorded from a real ComfyUI (``genstack-comfyui record``; the committed
-files in services/comfyui/tests/recordings, whose folder the test gives). A submitted graph is matched to the recording of the same graph (node ids,
-class types and literal inputs; save prefixes and uploaded file names may differ); its
-websocket events are played to the submitting client, its output files written to the
-output folder, and its history entry served once it has ended.
+files in services/comfyui/tests/recordings, whose folder the test gives). A submitted graph
+is matched to the recording of the same graph (node ids, class types and literal inputs; save
+prefixes and uploaded file names may differ); its websocket events are played to the
+submitting client, its output files written to the output folder, and its history entry
+served once it has ended.
 
 Faults for tests: ``ws_mode`` "silent" (a socket that stays open and says nothing) or
 "drop" (closed at the first event); ``restart()`` forgets every prompt (a ComfyUI restart);
