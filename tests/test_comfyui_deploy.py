@@ -12,6 +12,8 @@ import yaml
 
 from genstack.comfyui.settings import ComfyUISettings
 from genstack.core.contracts.comfyui import QUEUE
+from genstack.core.jobs import JobType
+from genstack.gateway.backends import build_registry
 from genstack.gateway.settings import GatewaySettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +77,20 @@ def test_the_gateway_serves_comfyui_but_not_chatterbox_by_default(
     backends = GatewaySettings().backend_configs()
     assert set(backends) == {"xtts", "comfyui"}
     assert backends["comfyui"].queue == QUEUE
+
+
+def test_image_and_video_jobs_have_no_default_backend_until_templates_exist(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker runs `workflow` jobs only: compose must not route typed image or video
+    jobs (or /v1/images/generations) to it by default, so they get a 400 at submission."""
+    environment = services["gateway"]["environment"]
+    for name, value in environment.items():
+        if isinstance(value, str) and value.startswith("${") and ":-" in value:
+            monkeypatch.setenv(name, value.split(":-", 1)[1].removesuffix("}"))
+    monkeypatch.setenv("GATEWAY_AUTH_DISABLED", "true")
+    registry = build_registry(GatewaySettings())
+    assert registry.default_for(JobType.WORKFLOW) is not None
+    assert registry.default_for(JobType.IMAGE) is None
+    assert registry.default_for(JobType.VIDEO) is None
+    assert "dall-e-3" not in registry.image_models
