@@ -27,6 +27,7 @@ from genstack.testing.redis_server import RedisServer
 from genstack.testing.s3_server import S3Server
 from genstack.testing.sse import read_sse
 from genstack.testing.stack import RunningGateway, start_gateway, start_uploader
+from genstack.testing.stack import start_comfyui as start_real_comfyui
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDINGS = ROOT / "services" / "comfyui" / "tests" / "recordings"
@@ -63,26 +64,7 @@ def start_comfyui(source: str, root: Path, outputs: Path) -> tuple[str, Any]:
     if source == "replay":
         replay = ComfyReplay(outputs, RECORDINGS).start()
         return replay.url, replay
-    port = free_port()
-    process = ServiceProcess(
-        [console_script("genstack-comfyui"), "start"],
-        env={
-            "COMFYUI_PORT": str(port),
-            "OUTPUT_DIR": str(outputs),
-            "MODELS_DIR": str(root / "models"),
-            "ENABLE_VIBEVOICE": "false",
-            "ENABLE_CONTROLNET": "false",
-            "LOG_FORMAT": "text",
-        },
-        log_path=root / "comfyui.log",
-        ready_url=f"http://127.0.0.1:{port}/system_stats",
-    )
-    try:
-        process.wait_ready(180)
-    except BaseException:
-        process.stop()
-        raise
-    return f"http://127.0.0.1:{port}", process
+    return start_real_comfyui(root, outputs)
 
 
 def start_bridge(redis_url: str, root: Path, outputs: Path, comfyui_url: str) -> ServiceProcess:

@@ -25,8 +25,7 @@ from genstack.core.redis_client import connect
 from genstack.core.ssrf import UrlPolicy
 from genstack.testing.comfyui_replay import load_recordings
 from genstack.testing.file_server import FileServer
-from genstack.testing.ports import free_port
-from genstack.testing.process import ServiceProcess, console_script
+from genstack.testing.stack import start_comfyui
 
 pytestmark = [
     pytest.mark.comfyui,
@@ -45,23 +44,9 @@ class Real:
 @pytest.fixture(scope="module")
 def comfyui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Real]:
     root = tmp_path_factory.mktemp("comfyui")
-    port = free_port()
-    process = ServiceProcess(
-        [console_script("genstack-comfyui"), "start"],
-        env={
-            "COMFYUI_PORT": str(port),
-            "OUTPUT_DIR": str(root / "outputs"),
-            "MODELS_DIR": str(root / "models"),
-            "ENABLE_VIBEVOICE": "false",
-            "ENABLE_CONTROLNET": "false",
-            "LOG_FORMAT": "text",
-        },
-        log_path=root / "comfyui.log",
-        ready_url=f"http://127.0.0.1:{port}/system_stats",
-    )
+    url, process = start_comfyui(root, root / "outputs")
     try:
-        process.wait_ready(180)
-        yield Real(f"http://127.0.0.1:{port}", root / "outputs")
+        yield Real(url, root / "outputs")
     finally:
         process.stop()
 

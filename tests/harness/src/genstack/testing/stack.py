@@ -156,3 +156,31 @@ def start_uploader(
         process.stop()
         raise
     return process
+
+
+def start_comfyui(
+    root: Path, outputs: Path, *, timeout: float = 180.0
+) -> tuple[str, ServiceProcess]:
+    """A real ComfyUI through ``genstack-comfyui start`` (COMFYUI_DIR and COMFYUI_PYTHON from
+    the environment), on a free port with no model to provision, ready (/system_stats
+    answers): its URL and the process to stop."""
+    port = free_port()
+    process = ServiceProcess(
+        [console_script("genstack-comfyui"), "start"],
+        env={
+            "COMFYUI_PORT": str(port),
+            "OUTPUT_DIR": str(outputs),
+            "MODELS_DIR": str(root / "models"),
+            "ENABLE_VIBEVOICE": "false",
+            "ENABLE_CONTROLNET": "false",
+            "LOG_FORMAT": "text",
+        },
+        log_path=root / "comfyui.log",
+        ready_url=f"http://127.0.0.1:{port}/system_stats",
+    )
+    try:
+        process.wait_ready(timeout)
+    except BaseException:
+        process.stop()
+        raise
+    return f"http://127.0.0.1:{port}", process
