@@ -517,15 +517,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--comfyui", choices=["real", "replay"], default="real")
     parser.add_argument("--quick", action="store_true", help="few jobs, for a smoke run")
-    parser.add_argument("--rounds", type=int, help="latency rounds (default 60, quick 4)")
-    parser.add_argument("--jobs", type=int, help="jobs per throughput row (default 40, quick 6)")
+    parser.add_argument("--rounds", type=int, help="latency rounds (default 50, quick 4)")
+    parser.add_argument("--jobs", type=int, help="jobs per throughput row (default 30, quick 6)")
     parser.add_argument("--comfyui-dir", default=os.environ.get("COMFYUI_DIR", ""))
     parser.add_argument("--comfyui-python", default=os.environ.get("COMFYUI_PYTHON", ""))
     args = parser.parse_args()
     if args.comfyui == "real" and not args.comfyui_dir:
         parser.error("--comfyui real needs COMFYUI_DIR (or --comfyui-dir): a ComfyUI checkout")
-    rounds = args.rounds or (4 if args.quick else 60)
-    jobs = args.jobs or (6 if args.quick else 40)
+    rounds = args.rounds or (4 if args.quick else 50)
+    jobs = args.jobs or (6 if args.quick else 30)
     warmup = 2 if args.quick else 5
     graph = graph_for(args.comfyui)
     print(
