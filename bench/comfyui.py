@@ -191,7 +191,12 @@ class DirectClient:
         self.client_id = uuid.uuid4().hex
         self.http = httpx.Client(base_url=url, timeout=120, trust_env=False)
         self._exit = ExitStack()  # websockets wants its connection used as a context
-        self.ws = self._exit.enter_context(connect(ws_url(url, self.client_id), max_size=2**26))
+        # No keep-alive pings: the socket idles through the stack's rows, and ComfyUI does not
+        # answer the close frame, which the ping thread would report as an error.
+        socket = connect(
+            ws_url(url, self.client_id), max_size=2**26, ping_interval=None, close_timeout=1
+        )
+        self.ws = self._exit.enter_context(socket)
         self.runs: dict[str, DirectRun] = {}
         self._saved: dict[str, int] = {}
 
@@ -517,15 +522,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--comfyui", choices=["real", "replay"], default="real")
     parser.add_argument("--quick", action="store_true", help="few jobs, for a smoke run")
-    parser.add_argument("--rounds", type=int, help="latency rounds (default 50, quick 4)")
-    parser.add_argument("--jobs", type=int, help="jobs per throughput row (default 30, quick 6)")
+    parser.add_argument("--rounds", type=int, help="latency rounds (default 100, quick 4)")
+    parser.add_argument("--jobs", type=int, help="jobs per throughput row (default 150, quick 6)")
     parser.add_argument("--comfyui-dir", default=os.environ.get("COMFYUI_DIR", ""))
     parser.add_argument("--comfyui-python", default=os.environ.get("COMFYUI_PYTHON", ""))
     args = parser.parse_args()
     if args.comfyui == "real" and not args.comfyui_dir:
         parser.error("--comfyui real needs COMFYUI_DIR (or --comfyui-dir): a ComfyUI checkout")
-    rounds = args.rounds or (4 if args.quick else 50)
-    jobs = args.jobs or (6 if args.quick else 30)
+    rounds = args.rounds or (4 if args.quick else 100)
+    jobs = args.jobs or (6 if args.quick else 150)
     warmup = 2 if args.quick else 5
     graph = graph_for(args.comfyui)
     print(
