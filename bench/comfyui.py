@@ -2,7 +2,7 @@
 stack, in one run.
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/venv/bin/python \\
-        .venvs/stack/bin/python bench/comfyui.py --comfyui real     # about 3 minutes on CPU
+        .venvs/stack/bin/python bench/comfyui.py --comfyui real     # about 2 minutes on CPU
     .venvs/stack/bin/python bench/comfyui.py --comfyui replay --quick   # smoke run, no ComfyUI
 
 The workflow is model-free: ``EmptyImage`` 64x64, batch 1 -> ``SaveImage`` (the replay, which
