@@ -62,12 +62,17 @@ from genstack.comfyui.client import ws_url
 from genstack.core.jobstore import JobStore
 from genstack.core.redis_client import connect as redis_connect
 from genstack.testing.comfyui_replay import ComfyReplay, load_recordings
-from genstack.testing.ports import free_port
-from genstack.testing.process import ServiceProcess, console_script
+from genstack.testing.process import ServiceProcess
 from genstack.testing.redis_server import RedisServer
 from genstack.testing.s3_server import S3Server
 from genstack.testing.sse import read_sse
-from genstack.testing.stack import RunningGateway, start_gateway, start_uploader
+from genstack.testing.stack import (
+    RunningGateway,
+    start_comfyui_worker,
+    start_gateway,
+    start_uploader,
+)
+from genstack.testing.stack import start_comfyui as start_real_comfyui
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDINGS = ROOT / "services" / "comfyui" / "tests" / "recordings"
@@ -117,58 +122,23 @@ def start_comfyui(
     if source == "replay":
         replay = ComfyReplay(outputs, RECORDINGS).start()
         return replay.url, replay
-    port = free_port()
-    env = {
-        "COMFYUI_DIR": comfyui_dir,
-        "COMFYUI_PORT": str(port),
-        "OUTPUT_DIR": str(outputs),
-        "MODELS_DIR": str(work / "models"),
-        "ENABLE_VIBEVOICE": "false",
-        "ENABLE_CONTROLNET": "false",
-        "LOG_FORMAT": "text",
-    }
+    env = {"COMFYUI_DIR": comfyui_dir}
     if comfyui_python:
         env["COMFYUI_PYTHON"] = comfyui_python
-    process = ServiceProcess(
-        [console_script("genstack-comfyui"), "start"],
-        env=env,
-        log_path=work / "comfyui.log",
-        ready_url=f"http://127.0.0.1:{port}/system_stats",
-    )
-    try:
-        process.wait_ready(300)
-    except BaseException:
-        process.stop()
-        raise
-    return f"http://127.0.0.1:{port}", process
+    return start_real_comfyui(work, outputs, env=env, timeout=300)
 
 
 def start_bridge(
     redis_url: str, work: Path, outputs: Path, comfyui_url: str, concurrency: int, name: str = ""
 ) -> ServiceProcess:
-    """`genstack-comfyui worker`, ready (its /readyz: Redis and ComfyUI answer)."""
-    port = free_port()
-    process = ServiceProcess(
-        [console_script("genstack-comfyui"), "worker"],
-        env={
-            "REDIS_URL": redis_url,
-            "NODE_ID": "test-node",  # the uploader's queue (genstack.testing.stack)
-            "OUTPUT_DIR": str(outputs),
-            "COMFYUI_URL": comfyui_url,
-            "COMFYUI_WORKER_CONCURRENCY": str(concurrency),
-            "WORKER_HEALTH_HOST": "127.0.0.1",
-            "WORKER_HEALTH_PORT": str(port),
-            "LOG_FORMAT": "text",
-        },
-        log_path=work / f"comfyui-worker-c{concurrency}{name}.log",
-        ready_url=f"http://127.0.0.1:{port}/readyz",
+    return start_comfyui_worker(
+        redis_url,
+        work,
+        outputs,
+        comfyui_url,
+        concurrency=concurrency,
+        name=f"comfyui-worker-c{concurrency}{name}",
     )
-    try:
-        process.wait_ready(60)
-    except BaseException:
-        process.stop()
-        raise
-    return process
 
 
 # direct: ComfyUI alone --------------------------------------------------------------------

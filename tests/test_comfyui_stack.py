@@ -21,12 +21,15 @@ import pytest
 from mypy_boto3_s3 import S3Client
 
 from genstack.testing.comfyui_replay import ComfyReplay, load_recordings
-from genstack.testing.ports import free_port
-from genstack.testing.process import ServiceProcess, console_script
 from genstack.testing.redis_server import RedisServer
 from genstack.testing.s3_server import S3Server
 from genstack.testing.sse import read_sse
-from genstack.testing.stack import RunningGateway, start_gateway, start_uploader
+from genstack.testing.stack import (
+    RunningGateway,
+    start_comfyui_worker,
+    start_gateway,
+    start_uploader,
+)
 from genstack.testing.stack import start_comfyui as start_real_comfyui
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,31 +70,6 @@ def start_comfyui(source: str, root: Path, outputs: Path) -> tuple[str, Any]:
     return start_real_comfyui(root, outputs)
 
 
-def start_bridge(redis_url: str, root: Path, outputs: Path, comfyui_url: str) -> ServiceProcess:
-    """`genstack-comfyui worker`, ready (its /readyz: Redis and ComfyUI answer)."""
-    port = free_port()
-    process = ServiceProcess(
-        [console_script("genstack-comfyui"), "worker"],
-        env={
-            "REDIS_URL": redis_url,
-            "NODE_ID": "test-node",  # the uploader's queue (genstack.testing.stack)
-            "OUTPUT_DIR": str(outputs),
-            "COMFYUI_URL": comfyui_url,
-            "WORKER_HEALTH_HOST": "127.0.0.1",
-            "WORKER_HEALTH_PORT": str(port),
-            "LOG_FORMAT": "text",
-        },
-        log_path=root / "comfyui-worker.log",
-        ready_url=f"http://127.0.0.1:{port}/readyz",
-    )
-    try:
-        process.wait_ready(60)
-    except BaseException:
-        process.stop()
-        raise
-    return process
-
-
 @pytest.fixture(scope="module", params=SOURCES)
 def stack(
     request: pytest.FixtureRequest,
@@ -117,7 +95,7 @@ def stack(
         url, comfyui = start_comfyui(source, root, outputs)
         started.append(comfyui)
         started.append(start_uploader(redis.url, root, env=r2))
-        started.append(start_bridge(redis.url, root, outputs, url))
+        started.append(start_comfyui_worker(redis.url, root, outputs, url))
         gateway = start_gateway(redis.url, root, env={**r2, "GATEWAY_ENABLED_BACKENDS": "comfyui"})
         started.append(gateway)
         yield ComfyStack(source, gateway, outputs, s3_server.client(), bucket)

@@ -159,7 +159,7 @@ def start_uploader(
 
 
 def start_comfyui(
-    root: Path, outputs: Path, *, timeout: float = 180.0
+    root: Path, outputs: Path, *, env: dict[str, str] | None = None, timeout: float = 180.0
 ) -> tuple[str, ServiceProcess]:
     """A real ComfyUI through ``genstack-comfyui start`` (COMFYUI_DIR and COMFYUI_PYTHON from
     the environment), on a free port with no model to provision, ready (/system_stats
@@ -174,6 +174,7 @@ def start_comfyui(
             "ENABLE_VIBEVOICE": "false",
             "ENABLE_CONTROLNET": "false",
             "LOG_FORMAT": "text",
+            **(env or {}),
         },
         log_path=root / "comfyui.log",
         ready_url=f"http://127.0.0.1:{port}/system_stats",
@@ -184,3 +185,37 @@ def start_comfyui(
         process.stop()
         raise
     return f"http://127.0.0.1:{port}", process
+
+
+def start_comfyui_worker(
+    redis_url: str,
+    log_dir: Path,
+    outputs: Path,
+    comfyui_url: str,
+    *,
+    concurrency: int = 1,
+    name: str = "comfyui-worker",
+) -> ServiceProcess:
+    """``genstack-comfyui worker``, ready (its /readyz: Redis and ComfyUI answer)."""
+    port = free_port()
+    process = ServiceProcess(
+        [console_script("genstack-comfyui"), "worker"],
+        env={
+            "REDIS_URL": redis_url,
+            "NODE_ID": "test-node",  # the uploader's queue (start_uploader)
+            "OUTPUT_DIR": str(outputs),
+            "COMFYUI_URL": comfyui_url,
+            "COMFYUI_WORKER_CONCURRENCY": str(concurrency),
+            "WORKER_HEALTH_HOST": "127.0.0.1",
+            "WORKER_HEALTH_PORT": str(port),
+            "LOG_FORMAT": "text",
+        },
+        log_path=log_dir / f"{name}.log",
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+    )
+    try:
+        process.wait_ready(60)
+    except BaseException:
+        process.stop()
+        raise
+    return process
