@@ -1,5 +1,7 @@
 """Workflow jobs through the whole stack: gateway -> Redis -> `genstack-comfyui worker` ->
-ComfyUI -> uploader -> S3 (a real S3 HTTP server), every part a real process.
+ComfyUI -> uploader -> S3 (a real S3 HTTP server), every part a real process: images, an
+animated webp, a video, audio from a URL input, refusals naming the node, cancel, and ComfyUI
+killed mid-job.
 
 ComfyUI is either the replay of exchanges recorded from a real ComfyUI (so CI runs the whole
 path without one) or a real ComfyUI started through `genstack-comfyui start` when COMFYUI_DIR
@@ -11,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,9 @@ import httpx
 import pytest
 from mypy_boto3_s3 import S3Client
 
+from genstack.comfyui.recorder import tone_wav
 from genstack.testing.comfyui_replay import ComfyReplay, load_recordings
+from genstack.testing.file_server import FileServer
 from genstack.testing.redis_server import RedisServer
 from genstack.testing.s3_server import S3Server
 from genstack.testing.sse import read_sse
@@ -60,14 +64,36 @@ class ComfyStack:
     outputs: Path
     s3: S3Client
     bucket: str
+    files: FileServer  # input files by URL, on loopback (which the worker is allowed)
+    kill_comfyui: Callable[[], None]  # SIGKILL ComfyUI and start it again where it was
 
 
-def start_comfyui(source: str, root: Path, outputs: Path) -> tuple[str, Any]:
-    """ComfyUI's URL and the thing to stop: the replay, or `genstack-comfyui start`."""
-    if source == "replay":
-        replay = ComfyReplay(outputs, RECORDINGS).start()
-        return replay.url, replay
-    return start_real_comfyui(root, outputs)
+class ComfyUI:
+    """The ComfyUI under test: the replay, or a real one through `genstack-comfyui start`."""
+
+    def __init__(self, source: str, root: Path, outputs: Path) -> None:
+        self.source, self.root, self.outputs = source, root, outputs
+        self.replay: ComfyReplay | None = None
+        self.process: Any = None
+        if source == "replay":
+            self.replay = ComfyReplay(outputs, RECORDINGS).start()
+            self.url = self.replay.url
+        else:
+            self.url, self.process = start_real_comfyui(root, outputs)
+
+    def kill_and_restart(self) -> None:
+        """SIGKILL (the replay, in this process, forgets every prompt and drops its sockets,
+        as a restarted ComfyUI does), then back on the same port."""
+        if self.replay is not None:
+            self.replay.restart()
+            return
+        self.process.kill()
+        self.process.wait(30)
+        port = int(self.url.rsplit(":", 1)[1])
+        _, self.process = start_real_comfyui(self.root, self.outputs, port=port)
+
+    def stop(self) -> None:
+        (self.replay or self.process).stop()
 
 
 @pytest.fixture(scope="module", params=SOURCES)
@@ -92,28 +118,44 @@ def stack(
     redis.start()
     started: list[Any] = []
     try:
-        url, comfyui = start_comfyui(source, root, outputs)
+        comfyui = ComfyUI(source, root, outputs)
         started.append(comfyui)
+        started.append(FileServer(files={"/tone.wav": tone_wav()}).start())
         started.append(start_uploader(redis.url, root, env=r2))
-        started.append(start_comfyui_worker(redis.url, root, outputs, url))
+        allow = {"COMFYUI_INPUT_ALLOW_NETWORKS": "127.0.0.0/8"}
+        started.append(start_comfyui_worker(redis.url, root, outputs, comfyui.url, env=allow))
         gateway = start_gateway(redis.url, root, env={**r2, "GATEWAY_ENABLED_BACKENDS": "comfyui"})
         started.append(gateway)
-        yield ComfyStack(source, gateway, outputs, s3_server.client(), bucket)
+        yield ComfyStack(
+            source,
+            gateway,
+            outputs,
+            s3_server.client(),
+            bucket,
+            files=started[1],
+            kill_comfyui=comfyui.kill_and_restart,
+        )
     finally:
         for part in reversed(started):
             part.stop()
         redis.close()
 
 
-def submit(stack: ComfyStack, name: str, change: dict[tuple[str, str], Any] | None = None) -> str:
+def post(
+    stack: ComfyStack, name: str, change: dict[tuple[str, str], Any] | None = None
+) -> httpx.Response:
     graph = json.loads(json.dumps(GRAPHS[name]))
     for (node_id, key), value in (change or {}).items():
         graph[node_id]["inputs"][key] = value
-    response = httpx.post(
+    return httpx.post(
         f"{stack.gateway.url}/v1/jobs",
         headers=stack.gateway.headers,
         json={"type": "workflow", "params": {"workflow": graph}},
     )
+
+
+def submit(stack: ComfyStack, name: str, change: dict[tuple[str, str], Any] | None = None) -> str:
+    response = post(stack, name, change)
     assert response.status_code in (200, 201, 202), response.text
     job_id = response.json()["id"]
     assert isinstance(job_id, str)
@@ -153,23 +195,29 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def assert_landed(stack: ComfyStack, job: dict[str, Any], suffixes: list[str]) -> None:
+    """Every file ComfyUI wrote into the job's folder is an artifact, byte for byte in S3."""
+    assert job["status"] == "succeeded", job
+    written = {
+        p.name: p.read_bytes() for p in (stack.outputs / job["id"]).rglob("*") if p.is_file()
+    }
+    assert sorted(Path(name).suffix for name in written) == sorted(suffixes)
+    assert all(written.values())
+    landed = {}
+    for artifact in job["artifacts"]:
+        key = artifact["key"]
+        assert key.startswith("outputs/") and f"/{job['id']}/" in key
+        body = stack.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()
+        assert sha256(body) == artifact["sha256"] and artifact["bytes"] == len(body)
+        landed[key.rsplit("/", 1)[1]] = body
+    assert landed == written
+
+
 def test_a_batch_of_two_lands_in_s3_byte_for_byte(stack: ComfyStack) -> None:
     job_id = submit(stack, "image_batch")
     job = wait_for(stack, job_id, TERMINAL)
-    assert job["status"] == "succeeded", job
-    artifacts = job["artifacts"]
-    assert len(artifacts) == 2
-    # What ComfyUI wrote into the job's folder of the outputs volume.
-    written = {p.name: p.read_bytes() for p in (stack.outputs / job_id).rglob("*") if p.is_file()}
-    assert len(written) == 2 and all(written.values())
-    for artifact in artifacts:
-        key = artifact["key"]
-        assert key.startswith("outputs/") and f"/{job_id}/" in key
-        body = stack.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()
-        name = key.rsplit("/", 1)[1]
-        assert name.endswith(".png")
-        assert sha256(body) == sha256(written[name]) == artifact["sha256"]
-        assert artifact["bytes"] == len(body)
+    assert_landed(stack, job, [".png", ".png"])
+    assert len(job["artifacts"]) == 2
     kinds = events(stack, job_id)
     assert "progress" in kinds and "artifact" in kinds
 
@@ -208,5 +256,58 @@ def test_cancel_of_a_running_job_ends_it_cancelled_and_the_next_job_runs(
     assert response.status_code in (200, 202), response.text
     job = wait_for(stack, job_id, TERMINAL)
     assert job["status"] == "cancelled", job
+    after = wait_for(stack, submit(stack, "image_batch"), TERMINAL)
+    assert after["status"] == "succeeded", after
+
+
+@pytest.mark.parametrize(("name", "suffixes"), [("animated_webp", [".webp"]), ("video", [".mp4"])])
+def test_an_animated_webp_and_a_video_land_in_s3(
+    stack: ComfyStack, name: str, suffixes: list[str]
+) -> None:
+    assert_landed(stack, wait_for(stack, submit(stack, name), TERMINAL), suffixes)
+
+
+def test_an_audio_input_by_url_is_fetched_and_its_output_lands(stack: ComfyStack) -> None:
+    job_id = submit(stack, "audio", {("1", "audio"): f"{stack.files.url}/tone.wav"})
+    assert_landed(stack, wait_for(stack, job_id, TERMINAL), [".flac"])
+    assert stack.files.requests  # the worker fetched it
+
+
+def test_an_input_from_a_refused_address_fails_naming_the_node(stack: ComfyStack) -> None:
+    # Link-local (the cloud metadata address): refused, as it is outside the allowed networks.
+    job_id = submit(stack, "audio", {("1", "audio"): "http://169.254.169.254/latest/tone.wav"})
+    job = wait_for(stack, job_id, TERMINAL)
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "input_refused"
+    assert "node 1 input 'audio'" in job["error"]["message"]
+    assert "COMFYUI_INPUT_ALLOW_NETWORKS" in job["error"]["message"]
+
+
+def test_an_unknown_node_is_refused_naming_it(stack: ComfyStack) -> None:
+    response = post(stack, "unknown_node")
+    if response.status_code == 400:  # the gateway knew ComfyUI's node catalogue
+        error = response.json()["error"]
+        assert "NoSuchNode" in error["message"] and error["param"].startswith("params.workflow.1")
+        return
+    assert response.status_code in (200, 201, 202), response.text
+    job = wait_for(stack, response.json()["id"], TERMINAL)
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "invalid_workflow"
+    assert "node 1 (NoSuchNode)" in job["error"]["message"]
+
+
+def test_comfyui_killed_mid_job_ends_the_job_and_the_worker_recovers(stack: ComfyStack) -> None:
+    job_id = submit(stack, "interrupt")
+    wait_for(stack, job_id, {"running"}, timeout=60)
+    time.sleep(0.5)  # into ComfyUI, past the worker's submission
+    stack.kill_comfyui()
+    job = wait_for(stack, job_id, TERMINAL, timeout=180)
+    print(f"after the kill: {job['status']} {job.get('error')}")  # which way it went
+    # Failed with a clear code, or run again once ComfyUI was back; never left running.
+    if job["status"] == "failed":
+        assert job["error"]["code"] in ("backend_restarted", "backend_unavailable"), job
+        assert job["error"]["message"]
+    else:
+        assert job["status"] == "succeeded", job
     after = wait_for(stack, submit(stack, "image_batch"), TERMINAL)
     assert after["status"] == "succeeded", after

@@ -159,12 +159,18 @@ def start_uploader(
 
 
 def start_comfyui(
-    root: Path, outputs: Path, *, env: dict[str, str] | None = None, timeout: float = 180.0
+    root: Path,
+    outputs: Path,
+    *,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    timeout: float = 180.0,
 ) -> tuple[str, ServiceProcess]:
     """A real ComfyUI through ``genstack-comfyui start`` (COMFYUI_DIR and COMFYUI_PYTHON from
-    the environment), on a free port with no model to provision, ready (/system_stats
-    answers): its URL and the process to stop."""
-    port = free_port()
+    the environment), on ``port`` (a free one by default; the same one to restart it where a
+    worker expects it) with no model to provision, ready (/system_stats answers): its URL and
+    the process to stop."""
+    port = port or free_port()
     process = ServiceProcess(
         [console_script("genstack-comfyui"), "start"],
         env={
@@ -194,9 +200,11 @@ def start_comfyui_worker(
     comfyui_url: str,
     *,
     concurrency: int = 1,
+    env: dict[str, str] | None = None,
     name: str = "comfyui-worker",
 ) -> ServiceProcess:
-    """``genstack-comfyui worker``, ready (its /readyz: Redis and ComfyUI answer)."""
+    """``genstack-comfyui worker``, ready (its /readyz: Redis and ComfyUI answer). ``env``
+    adds to or overrides its settings (COMFYUI_INPUT_ALLOW_NETWORKS, ...)."""
     port = free_port()
     process = ServiceProcess(
         [console_script("genstack-comfyui"), "worker"],
@@ -209,6 +217,7 @@ def start_comfyui_worker(
             "WORKER_HEALTH_HOST": "127.0.0.1",
             "WORKER_HEALTH_PORT": str(port),
             "LOG_FORMAT": "text",
+            **(env or {}),
         },
         log_path=log_dir / f"{name}.log",
         ready_url=f"http://127.0.0.1:{port}/readyz",
