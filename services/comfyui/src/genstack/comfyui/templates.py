@@ -19,7 +19,11 @@ A template is data (``templates/<name>.yaml`` in this package, or TEMPLATES_DIR)
     graph: {...}                    # ComfyUI's API format: node id -> class_type, inputs
 
 A param's ``default`` is a value, or ``"= <expression>"`` over the other params (integer
-arithmetic only). Params the template does not name are refused (a 400 at the gateway).
+arithmetic only). A param naming a model file may instead list ``prefer: [file, ...]``: its
+default is the first of them this ComfyUI has (and with ``any_file: true``, else any file of
+its folder), which is how one template follows the variant provisioning chose
+(QWEN_EDIT_MODEL, VIBEVOICE_MODEL) or a checkpoint a user added. Params the template does
+not name are refused (a 400 at the gateway).
 ``check`` validates a template against ComfyUI's own node catalogue (``/object_info``):
 every class type exists, every required input is given, every literal value is one ComfyUI
 accepts (a COMBO value is also how a missing model file shows: ComfyUI lists the files it
@@ -98,12 +102,22 @@ class ParamSpec:
     targets: tuple[Target, ...] = ()
     default: Any = None
     required: bool = False
+    prefer: tuple[str, ...] = ()  # model files, best first: the default is the first present
+    any_file: bool = False  # with none of `prefer` present, any file of the folder will do
     load: str | None = None  # the loader class added for an input file (LoadImage, ...)
     lora_chain: tuple[Ref, Ref | None] | None = None
 
     @classmethod
     def parse(cls, name: str, raw: Mapping[str, Any]) -> ParamSpec:
-        unknown = set(raw) - {"to", "default", "required", "load", "lora_chain"}
+        unknown = set(raw) - {
+            "to",
+            "default",
+            "required",
+            "prefer",
+            "any_file",
+            "load",
+            "lora_chain",
+        }
         if unknown:
             raise TemplateError(f"param {name}: unknown keys {sorted(unknown)}")
         to = raw.get("to", [])
@@ -122,6 +136,8 @@ class ParamSpec:
             targets,
             default=raw.get("default"),
             required=bool(raw.get("required", False)),
+            prefer=tuple(str(f) for f in raw.get("prefer") or ()),
+            any_file=bool(raw.get("any_file", False)),
             load=raw.get("load"),
             lora_chain=chain,
         )
@@ -176,18 +192,30 @@ class Template:
                         raise TemplateError(f"{self.name}: lora_chain from unknown node {ref}")
 
     def defaults(self) -> dict[str, Any]:
-        """Each param's default: literal values, or the expression as written."""
-        return {n: s.default for n, s in self.params.items() if s.default is not None}
+        """Each param's default: literal values, the expression as written, the first
+        preferred file."""
+        found = {n: s.default for n, s in self.params.items() if s.default is not None}
+        return found | {
+            n: s.prefer[0] for n, s in self.params.items() if s.prefer and n not in found
+        }
 
     def bind(
-        self, params: Mapping[str, Any], *, rng: Callable[[int, int], int] | None = None
+        self,
+        params: Mapping[str, Any],
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        rng: Callable[[int, int], int] | None = None,
     ) -> Graph:
-        """The graph with ``params`` (and the defaults of those not given) in place. Raises
+        """The graph with ``params`` (and the defaults of those not given: ``defaults``, the
+        ones a check found for this ComfyUI, over the template's) in place. Raises
         ParamsError for a param this template does not take or a missing required one."""
         for name in params:
             if name not in self.params:
                 raise ParamsError(name, f"template {self.name!r} does not take {name!r}")
-        values = self._values(params, rng or random.randint)
+        given = {k: v for k, v in (defaults or {}).items() if v is not None} | {
+            k: v for k, v in params.items() if v is not None
+        }
+        values = self._values(given, rng or random.randint)
         graph = copy.deepcopy(self.graph)
         for name, spec in self.params.items():
             value = values.get(name)
@@ -217,6 +245,8 @@ class Template:
                 continue  # after every literal, below
             if spec.default is not None:
                 values[name] = spec.default
+            elif spec.prefer:
+                values[name] = spec.prefer[0]
             elif name == "seed":
                 values[name] = rng(0, SEED_MAX)
             elif spec.required:
@@ -332,6 +362,7 @@ class Availability:
     template: Template
     problems: list[Problem] = field(default_factory=list)
     choices: dict[str, list[str]] = field(default_factory=dict)  # param -> files it may name
+    defaults: dict[str, Any] = field(default_factory=dict)  # the defaults on this ComfyUI
 
     @property
     def available(self) -> bool:
@@ -419,16 +450,9 @@ def _check_value(where: str, class_type: str, name: str, value: Any, spec: Any) 
 
 def check(template: Template, object_info: Mapping[str, Any]) -> Availability:
     """Whether ``template`` runs on this ComfyUI with its defaults (required params given a
-    placeholder, input files not checked: they are the job's), and the files each
-    file-naming param may choose from."""
-    result = Availability(template)
-    placeholders: dict[str, Any] = {}
-    for name, spec in template.params.items():
-        if spec.required and spec.default is None:
-            placeholders[name] = "placeholder" if spec.load is None else "input.png"
-    graph = template.bind(placeholders, rng=lambda low, high: low)
-    loaded = {load_node_id(n) for n, s in template.params.items() if s.load is not None}
-    result.problems = check_graph(graph, object_info, unchecked=loaded)
+    placeholder, input files not checked: they are the job's), the files each file-naming
+    param may choose from, and the defaults on this ComfyUI (the preferred file present)."""
+    result = Availability(template, defaults=template.defaults())
     for name, spec in template.params.items():
         for target in spec.targets:
             class_type = template.graph[target.node]["class_type"]
@@ -438,4 +462,29 @@ def check(template: Template, object_info: Mapping[str, Any]) -> Availability:
         if spec.lora_chain is not None:
             options = _combo(_spec(object_info, "LoraLoader", "lora_name"))
             result.choices[name] = [str(o) for o in options or []]
+        if spec.prefer:
+            present = result.choices.get(name, [])
+            found = [f for f in spec.prefer if f in present]
+            if found:
+                result.defaults[name] = found[0]
+            elif spec.any_file and present:
+                result.defaults[name] = present[0]
+    placeholders: dict[str, Any] = {}
+    for name, spec in template.params.items():
+        if spec.required and spec.default is None and not spec.prefer:
+            placeholders[name] = "placeholder" if spec.load is None else "input.png"
+    graph = template.bind(placeholders, defaults=result.defaults, rng=lambda low, high: low)
+    loaded = {load_node_id(n) for n, s in template.params.items() if s.load is not None}
+    problems = check_graph(graph, object_info, unchecked=loaded)
+    result.problems = [_explain_preferred(p, template) for p in problems]
     return result
+
+
+def _explain_preferred(problem: Problem, template: Template) -> Problem:
+    """A missing file that was only the first of several preferred ones: say so."""
+    for spec in template.params.values():
+        if problem.file is not None and problem.file in spec.prefer and len(spec.prefer) > 1:
+            files = ", ".join(spec.prefer)
+            message = f"none of the model files {files} is in {problem.folder}/"
+            return Problem(message, problem.folder, problem.file)
+    return problem
