@@ -200,3 +200,24 @@ def test_the_check_finds_what_comfyui_would_refuse(object_info: dict[str, Any]) 
     assert any("node 3 (ImageScale): input 'image' links to missing node 9" in m for m in messages)
     assert any("'upscale_method': 'bogus' is not one of" in m for m in messages)
     assert any("input 'crop' is missing" in m for m in messages)
+
+
+def test_a_list_of_files_feeds_the_targets_in_order() -> None:
+    template = Template.parse(
+        "speakers",
+        {
+            "type": "tts",
+            "params": {
+                "voices": {"load": "LoadAudio", "to": ["1.speaker1_voice", "1.speaker2_voice"]}
+            },
+            "graph": {"1": {"class_type": "VibeVoiceMultipleSpeakersNode", "inputs": {}}},
+        },
+    )
+    graph = template.bind({"voices": ["a.wav", "b.wav"]})
+    assert graph["1"]["inputs"] == {
+        "speaker1_voice": ["voices_load", 0],
+        "speaker2_voice": ["voices_load_1", 0],
+    }
+    assert graph["voices_load_1"]["inputs"] == {"audio": "b.wav"}
+    with pytest.raises(ParamsError, match="at most 2"):
+        template.bind({"voices": ["a.wav", "b.wav", "c.wav"]})

@@ -64,6 +64,8 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("LoraLoaderModelOnly", "lora_name"): "loras",
     ("ControlNetLoader", "control_net_name"): "controlnet",
     ("CLIPVisionLoader", "clip_name"): "clip_vision",
+    ("VibeVoiceSingleSpeakerNode", "model"): "vibevoice",
+    ("VibeVoiceMultipleSpeakersNode", "model"): "vibevoice",
 }
 SEED_MAX = 2**32 - 1  # what every seed input in the templates accepts (VibeVoice's limit)
 
@@ -224,13 +226,7 @@ class Template:
             if spec.lora_chain is not None:
                 _insert_loras(graph, spec.lora_chain, value)
             elif spec.load is not None:
-                node_id = load_node_id(name)
-                graph[node_id] = {
-                    "class_type": spec.load,
-                    "inputs": {LOADER_INPUT[spec.load]: value},
-                }
-                for target in spec.targets:
-                    graph[target.node]["inputs"][target.input] = [node_id, 0]
+                _add_loaders(graph, name, spec, value)
             else:
                 for target in spec.targets:
                     graph[target.node]["inputs"][target.input] = value
@@ -257,9 +253,24 @@ class Template:
         return values
 
 
-def load_node_id(param: str) -> str:
-    """The id of the loader node ``bind`` adds for an input-file param."""
-    return f"{param}_load"
+def load_node_id(param: str, index: int = 0) -> str:
+    """The id of the loader node ``bind`` adds for an input-file param (the ``index``-th of
+    a list)."""
+    return f"{param}_load" if index == 0 else f"{param}_load_{index}"
+
+
+def _add_loaders(graph: Graph, name: str, spec: ParamSpec, value: Any) -> None:
+    """One loader node per file; a single file feeds every target, a list of files feeds
+    the targets in order (VibeVoice's speaker1_voice ... speaker4_voice)."""
+    files = value if isinstance(value, list) else [value]
+    if len(files) > len(spec.targets) and isinstance(value, list):
+        raise ParamsError(name, f"{name!r} takes at most {len(spec.targets)} files")
+    for index, file in enumerate(files):
+        node_id = load_node_id(name, index)
+        graph[node_id] = {"class_type": spec.load, "inputs": {LOADER_INPUT[str(spec.load)]: file}}
+        targets = spec.targets[index : index + 1] if isinstance(value, list) else spec.targets
+        for target in targets:
+            graph[target.node]["inputs"][target.input] = [node_id, 0]
 
 
 def _insert_loras(
@@ -474,7 +485,12 @@ def check(template: Template, object_info: Mapping[str, Any]) -> Availability:
         if spec.required and spec.default is None and not spec.prefer:
             placeholders[name] = "placeholder" if spec.load is None else "input.png"
     graph = template.bind(placeholders, defaults=result.defaults, rng=lambda low, high: low)
-    loaded = {load_node_id(n) for n, s in template.params.items() if s.load is not None}
+    loaded = {
+        load_node_id(n, i)
+        for n, s in template.params.items()
+        if s.load is not None
+        for i in range(len(s.targets))
+    }
     problems = check_graph(graph, object_info, unchecked=loaded)
     result.problems = [_explain_preferred(p, template) for p in problems]
     return result
