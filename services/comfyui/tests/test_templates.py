@@ -221,3 +221,66 @@ def test_a_list_of_files_feeds_the_targets_in_order() -> None:
     assert graph["voices_load_1"]["inputs"] == {"audio": "b.wav"}
     with pytest.raises(ParamsError, match="at most 2"):
         template.bind({"voices": ["a.wav", "b.wav", "c.wav"]})
+
+
+def test_a_loaders_other_inputs_are_values_or_expressions_over_the_params() -> None:
+    template = Template.parse(
+        "v2v",
+        {
+            "type": "video",
+            "params": {
+                "frames": {"to": "1.length", "default": 81},
+                "control_video": {
+                    "load": "VHS_LoadVideo",
+                    "to": "1.control_video",
+                    "loader_inputs": {"frame_load_cap": "= frames", "custom_width": 0},
+                },
+            },
+            "graph": {"1": {"class_type": "WanVaceToVideo", "inputs": {}}},
+        },
+    )
+    graph = template.bind({"control_video": "pose.mp4", "frames": 33})
+    assert graph["control_video_load"]["inputs"] == {
+        "video": "pose.mp4",
+        "frame_load_cap": 33,
+        "custom_width": 0,
+    }
+    assert "control_video_load" not in template.bind({})
+    with pytest.raises(TemplateError, match="without `load`"):
+        Template.parse(
+            "bad",
+            {
+                "type": "video",
+                "params": {"p": {"to": "1.x", "loader_inputs": {"a": 1}}},
+                "graph": {"1": {"class_type": "A", "inputs": {}}},
+            },
+        )
+
+
+def test_an_expression_among_the_checks_defaults_is_evaluated_not_bound_as_text() -> None:
+    template = Template.parse(
+        "two_stage",
+        {
+            "type": "video",
+            "params": {
+                "steps": {"to": "1.steps", "default": 20},
+                "split": {"to": "1.end_at_step", "default": "= steps // 2"},
+            },
+            "graph": {"1": {"class_type": "A", "inputs": {}}},
+        },
+    )
+    defaults = template.defaults()  # what check() starts from: the expression as written
+    assert defaults["split"] == "= steps // 2"
+    graph = template.bind({"steps": 8}, defaults=defaults)
+    assert graph["1"]["inputs"] == {"steps": 8, "end_at_step": 4}
+
+
+def test_the_check_refuses_text_where_comfyui_wants_a_number(object_info: dict[str, Any]) -> None:
+    graph = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": "= steps // 2", "height": "8", "batch_size": 1, "color": 0},
+        }
+    }
+    messages = [p.message for p in check_graph(graph, object_info)]
+    assert messages == ["node 1 (EmptyImage): input 'width': '= steps // 2' is not a number"]

@@ -15,6 +15,9 @@ A template is data (``templates/<name>.yaml`` in this package, or TEMPLATES_DIR)
       seed:     {to: 3.seed}        # no default: a random seed per job
       image:    {load: LoadImage, to: 55.start_image}           # an input file: a LoadImage
                                                                # node is added and linked
+      control_video:                                           # a loader's other inputs:
+        {load: VHS_LoadVideo, to: 49.control_video,            # values or expressions
+         loader_inputs: {frame_load_cap: "= frames", ...}}
       loras:    {lora_chain: {model: [4, 0], clip: [4, 1]}}     # LoraLoader nodes inserted
     graph: {...}                    # ComfyUI's API format: node id -> class_type, inputs
 
@@ -49,7 +52,12 @@ from genstack.core.jobs import JobType
 Graph = dict[str, dict[str, Any]]
 Ref = tuple[str, int]  # a node's output: (node id, slot)
 # Loader class added for an input-file param -> the input naming its file.
-LOADER_INPUT = {"LoadImage": "image", "LoadImageMask": "image", "LoadAudio": "audio"}
+LOADER_INPUT = {
+    "LoadImage": "image",
+    "LoadImageMask": "image",
+    "LoadAudio": "audio",
+    "VHS_LoadVideo": "video",  # frames as IMAGE (core LoadVideo gives a VIDEO)
+}
 
 # Loader inputs that name a model file, by the models folder ComfyUI lists them from: a
 # missing file in them is "model not provisioned", not "bad value".
@@ -64,6 +72,8 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("LoraLoaderModelOnly", "lora_name"): "loras",
     ("ControlNetLoader", "control_net_name"): "controlnet",
     ("CLIPVisionLoader", "clip_name"): "clip_vision",
+    ("TurboWanModelLoader", "model_name"): "diffusion_models",
+    ("TurboWanVAELoader", "vae_name"): "vae",
     ("VibeVoiceSingleSpeakerNode", "model"): "vibevoice",
     ("VibeVoiceMultipleSpeakersNode", "model"): "vibevoice",
 }
@@ -107,6 +117,7 @@ class ParamSpec:
     prefer: tuple[str, ...] = ()  # model files, best first: the default is the first present
     any_file: bool = False  # with none of `prefer` present, any file of the folder will do
     load: str | None = None  # the loader class added for an input file (LoadImage, ...)
+    loader_inputs: dict[str, Any] = field(default_factory=dict)  # its other inputs
     lora_chain: tuple[Ref, Ref | None] | None = None
 
     @classmethod
@@ -118,6 +129,7 @@ class ParamSpec:
             "prefer",
             "any_file",
             "load",
+            "loader_inputs",
             "lora_chain",
         }
         if unknown:
@@ -133,6 +145,8 @@ class ParamSpec:
             raise TemplateError(f"param {name}: needs `to` or `lora_chain`")
         if raw.get("load") is not None and raw["load"] not in LOADER_INPUT:
             raise TemplateError(f"param {name}: cannot load with {raw['load']!r}")
+        if raw.get("loader_inputs") and raw.get("load") is None:
+            raise TemplateError(f"param {name}: `loader_inputs` without `load`")
         return cls(
             name,
             targets,
@@ -141,6 +155,7 @@ class ParamSpec:
             prefer=tuple(str(f) for f in raw.get("prefer") or ()),
             any_file=bool(raw.get("any_file", False)),
             load=raw.get("load"),
+            loader_inputs=dict(raw.get("loader_inputs") or {}),
             lora_chain=chain,
         )
 
@@ -214,9 +229,13 @@ class Template:
         for name in params:
             if name not in self.params:
                 raise ParamsError(name, f"template {self.name!r} does not take {name!r}")
-        given = {k: v for k, v in (defaults or {}).items() if v is not None} | {
-            k: v for k, v in params.items() if v is not None
-        }
+        # An expression among the defaults (check's carry the template's as written) is
+        # evaluated below, over the values this job ends up with, never bound as text.
+        given = {
+            k: v
+            for k, v in (defaults or {}).items()
+            if v is not None and not (isinstance(v, str) and v[:1] == "=")
+        } | {k: v for k, v in params.items() if v is not None}
         values = self._values(given, rng or random.randint)
         graph = copy.deepcopy(self.graph)
         for name, spec in self.params.items():
@@ -226,7 +245,7 @@ class Template:
             if spec.lora_chain is not None:
                 _insert_loras(graph, spec.lora_chain, value)
             elif spec.load is not None:
-                _add_loaders(graph, name, spec, value)
+                _add_loaders(graph, name, spec, value, values)
             else:
                 for target in spec.targets:
                     graph[target.node]["inputs"][target.input] = value
@@ -259,15 +278,22 @@ def load_node_id(param: str, index: int = 0) -> str:
     return f"{param}_load" if index == 0 else f"{param}_load_{index}"
 
 
-def _add_loaders(graph: Graph, name: str, spec: ParamSpec, value: Any) -> None:
+def _add_loaders(
+    graph: Graph, name: str, spec: ParamSpec, value: Any, values: Mapping[str, Any]
+) -> None:
     """One loader node per file; a single file feeds every target, a list of files feeds
     the targets in order (VibeVoice's speaker1_voice ... speaker4_voice)."""
     files = value if isinstance(value, list) else [value]
     if len(files) > len(spec.targets) and isinstance(value, list):
         raise ParamsError(name, f"{name!r} takes at most {len(spec.targets)} files")
+    others = {
+        key: evaluate(v[1:], values) if isinstance(v, str) and v[:1] == "=" else v
+        for key, v in spec.loader_inputs.items()
+    }
     for index, file in enumerate(files):
         node_id = load_node_id(name, index)
-        graph[node_id] = {"class_type": spec.load, "inputs": {LOADER_INPUT[str(spec.load)]: file}}
+        inputs = {LOADER_INPUT[str(spec.load)]: file, **others}
+        graph[node_id] = {"class_type": spec.load, "inputs": inputs}
         targets = spec.targets[index : index + 1] if isinstance(value, list) else spec.targets
         for target in targets:
             graph[target.node]["inputs"][target.input] = [node_id, 0]
@@ -450,6 +476,11 @@ def _check_value(where: str, class_type: str, name: str, value: Any, spec: Any) 
         return [Problem(f"{where}: input {name!r}: {value!r} is not one of {shown}")]
     if isinstance(spec, list) and spec and spec[0] in ("INT", "FLOAT") and len(spec) > 1:
         limits = spec[1] if isinstance(spec[1], dict) else {}
+        if isinstance(value, str):  # ComfyUI converts with int()/float(): a number's text only
+            try:
+                value = float(value)
+            except ValueError:
+                return [Problem(f"{where}: input {name!r}: {value!r} is not a number")]
         if isinstance(value, int | float) and not isinstance(value, bool):
             low, high = limits.get("min"), limits.get("max")
             if low is not None and value < low:
