@@ -221,3 +221,40 @@ def test_a_list_of_files_feeds_the_targets_in_order() -> None:
     assert graph["voices_load_1"]["inputs"] == {"audio": "b.wav"}
     with pytest.raises(ParamsError, match="at most 2"):
         template.bind({"voices": ["a.wav", "b.wav", "c.wav"]})
+
+
+def test_what_is_published_narrows_params_by_comfyui_and_lists_the_files(
+    templates: dict[str, Template], object_info: dict[str, Any]
+) -> None:
+    from genstack.comfyui.templates import published
+    from genstack.core.contracts.comfyui_templates import template_problems
+    from genstack.core.jobs import JobType
+
+    info = with_files(object_info, "CheckpointLoaderSimple", "ckpt_name", ["sd15.safetensors"])
+    info = with_files(info, "LoraLoader", "lora_name", ["civitai_1.safetensors"])
+    entry = published(check(templates["txt2img"], info), info)
+    assert entry.available and entry.type == JobType.IMAGE
+    assert entry.params["checkpoint"].default == "sd15.safetensors"  # the only one present
+    assert entry.params["checkpoint"].schema_["enum"] == ["sd15.safetensors"]
+    assert "dpmpp_2m" in entry.params["sampler"].schema_["enum"]
+    assert entry.params["width"].schema_["minimum"] == 64  # the contract's, not ComfyUI's 16
+    assert entry.params["width"].schema_["x-step"] == {"from": 16, "step": 8}
+    assert entry.params["prompt"].required
+    listing = {"txt2img": entry}
+
+    def problems(params: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(p.param, p.code) for p in template_problems(JobType.IMAGE, params, listing)]
+
+    assert problems({"prompt": "a cat", "width": 64, "checkpoint": "sd15.safetensors"}) == []
+    assert problems({"prompt": "a cat", "checkpoint": "other.safetensors"}) == [
+        ("params.checkpoint", "invalid_value")
+    ]
+    assert problems({"prompt": "a cat", "frames": 9}) == [("params.frames", "unsupported_param")]
+    assert problems({"prompt": "a cat", "loras": [{"name": "nope.safetensors"}]}) == [
+        ("params.loras", "invalid_value")
+    ]
+    assert problems({"width": 64}) == [("params.prompt", "missing_param")]
+    assert problems({"template": "nope", "prompt": "x"}) == [
+        ("params.template", "unknown_template")
+    ]
+    assert template_problems(JobType.VIDEO, {"prompt": "x"}, listing)[0].code == "no_template"

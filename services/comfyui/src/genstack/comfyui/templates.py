@@ -43,7 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
+from genstack.core.contracts.comfyui import ImageParams, VibeVoiceParams, VideoParams
+from genstack.core.contracts.comfyui_templates import PublishedTemplate, TemplateParam
 from genstack.core.jobs import JobType
 
 Graph = dict[str, dict[str, Any]]
@@ -504,3 +507,76 @@ def _explain_preferred(problem: Problem, template: Template) -> Problem:
             message = f"none of the model files {files} is in {problem.folder}/"
             return Problem(message, problem.folder, problem.file)
     return problem
+
+
+# -- what the worker publishes ------------------------------------------------------------
+
+PARAMS_MODELS: dict[JobType, type[BaseModel]] = {
+    JobType.IMAGE: ImageParams,
+    JobType.VIDEO: VideoParams,
+    JobType.TTS: VibeVoiceParams,
+}
+
+
+def _plain(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A field's JSON schema without pydantic's ``anyOf [..., null]`` of an optional."""
+    plain = {k: v for k, v in schema.items() if k not in ("anyOf", "default", "title")}
+    for branch in schema.get("anyOf", []):
+        if branch.get("type") != "null":
+            plain = {**branch, **plain}
+            break
+    return plain
+
+
+def _narrow(schema: dict[str, Any], spec: Any) -> None:
+    """Narrow a param's schema by ComfyUI's input spec (``["INT", {"min", "max", "step"}]``)."""
+    if not (isinstance(spec, list) and len(spec) > 1 and spec[0] in ("INT", "FLOAT")):
+        return
+    limits = spec[1] if isinstance(spec[1], dict) else {}
+    low, high, step = limits.get("min"), limits.get("max"), limits.get("step")
+    if low is not None:
+        schema["minimum"] = max(low, schema.get("minimum", low))
+    if high is not None:
+        schema["maximum"] = min(high, schema.get("maximum", high))
+    if spec[0] == "INT" and isinstance(step, int) and step > 1:
+        schema["x-step"] = {"from": int(low or 0), "step": step}
+
+
+def published(result: Availability, object_info: Mapping[str, Any]) -> PublishedTemplate:
+    """The template as ``GET /v1/templates`` shows it and the gateway checks jobs against."""
+    template = result.template
+    base = PARAMS_MODELS[template.type].model_json_schema()
+    fields = base.get("properties", {})
+    params: dict[str, TemplateParam] = {}
+    for name, spec in template.params.items():
+        field_name = "input" if name == "text" and "text" not in fields else name
+        schema = _plain(fields.get(field_name, {}))
+        schema.pop("$ref", None)
+        if spec.targets and spec.load is None:
+            target = spec.targets[0]
+            info = _spec(object_info, template.graph[target.node]["class_type"], target.input)
+            options = result.choices.get(name, _combo(info))
+            if options is not None:
+                schema["enum"] = list(options)
+            _narrow(schema, info)
+        if spec.lora_chain is not None:
+            item = {
+                "type": "object",
+                "properties": {"name": {"enum": result.choices.get(name, [])}},
+            }
+            schema = {"type": "array", "items": item, "maxItems": schema.get("maxItems", 8)}
+        default = result.defaults.get(name)
+        if isinstance(default, str) and default.startswith("="):
+            schema["x-default-expression"] = default[1:].strip()
+            default = None
+        params[name] = TemplateParam(schema=schema, required=spec.required, default=default)
+    return PublishedTemplate(
+        name=template.name,
+        type=template.type,
+        title=template.title,
+        rank=template.rank,
+        available=result.available,
+        reason=result.reason,
+        params=params,
+        notes=template.notes,
+    )
