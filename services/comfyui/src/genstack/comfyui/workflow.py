@@ -3,7 +3,8 @@
 - every save node's ``filename_prefix`` goes under the job's folder (``<job-id>/...``), so
   outputs land in ``OUTPUT_DIR/<job-id>/`` and an identical resubmission writes new files
   instead of being answered from ComfyUI's cache;
-- loader inputs given as http(s) URLs are found, to be fetched and uploaded first;
+- loader inputs given as http(s) URLs are found, to be fetched and uploaded first (and in a
+  template's graph, those given as stored objects' keys, to be read from storage);
 - a finished prompt's outputs are the files its history lists, checked on disk.
 """
 
@@ -41,7 +42,8 @@ class UrlInput:
     node_id: str
     class_type: str
     input: str
-    url: str
+    url: str  # the URL, or the object key where ``stored``
+    stored: bool = False
 
     @property
     def kind(self) -> str:
@@ -72,6 +74,18 @@ def url_inputs(graph: dict[str, dict[str, Any]]) -> list[UrlInput]:
         value = (node.get("inputs") or {}).get(name) if name else None
         if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
             found.append(UrlInput(node_id, str(node["class_type"]), str(name), value))
+    return found
+
+
+def stored_inputs(graph: dict[str, dict[str, Any]]) -> list[UrlInput]:
+    """Loader inputs naming a stored object by its key (a template's input files: what is
+    not a URL is a key, never a file of ComfyUI's input folder)."""
+    found = []
+    for node_id, node in graph.items():
+        name = URL_LOADERS.get(str(node.get("class_type")))
+        value = (node.get("inputs") or {}).get(name) if name else None
+        if isinstance(value, str) and not value.lower().startswith(("http://", "https://")):
+            found.append(UrlInput(node_id, str(node["class_type"]), str(name), value, stored=True))
     return found
 
 
