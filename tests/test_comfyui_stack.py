@@ -210,3 +210,21 @@ def test_cancel_of_a_running_job_ends_it_cancelled_and_the_next_job_runs(
     assert job["status"] == "cancelled", job
     after = wait_for(stack, submit(stack, "image_batch"), TERMINAL)
     assert after["status"] == "succeeded", after
+
+
+def test_an_unknown_node_is_a_400_at_submission_naming_the_node(stack: ComfyStack) -> None:
+    # The worker publishes ComfyUI's node catalogue as it starts; the gateway reads it at
+    # most GATEWAY_NODE_CATALOGUE_CACHE_S (10 s) late.
+    body = {"type": "workflow", "params": {"workflow": GRAPHS["unknown_node"]}}
+    deadline = time.monotonic() + 30
+    while True:
+        response = httpx.post(
+            f"{stack.gateway.url}/v1/jobs", headers=stack.gateway.headers, json=body
+        )
+        if response.status_code == 400 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("unknown_node", "params.workflow.1.class_type")
+    assert error["message"].startswith("node 1: class_type 'NoSuchNode' is not a node")
