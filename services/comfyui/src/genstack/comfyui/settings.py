@@ -59,6 +59,13 @@ class ComfyUISettings(JobWorkerSettings, ProvisionSettings):
         description="How long ComfyUI may be unreachable mid-job before the job gives up "
         "(it is retried later, as when ComfyUI is down at the start).",
     )
+    comfyui_catalogue_refresh_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the worker publishes ComfyUI's node catalogue (/object_info) "
+        "to Redis, from which the gateway refuses a workflow with an unknown node, a "
+        "missing input or a bad link at submission (0: not published, so not checked).",
+    )
     comfyui_input_allow_networks: CommaList[str] = Field(
         default_factory=list,
         description="Networks (CIDR, comma list) inputs by URL may come from although they "

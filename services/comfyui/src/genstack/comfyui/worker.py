@@ -1,13 +1,16 @@
-"""``genstack-comfyui worker``: runs `workflow` jobs of queue comfyui against COMFYUI_URL."""
+"""``genstack-comfyui worker``: runs `workflow` jobs of queue comfyui against COMFYUI_URL, and
+publishes that ComfyUI's node catalogue for the gateway's check at submission."""
 
 from __future__ import annotations
 
+from genstack.comfyui.catalogue import CataloguePublisher
 from genstack.comfyui.client import ComfyUIClient
 from genstack.comfyui.handler import ComfyJobHandler
 from genstack.comfyui.inputs import InputFetcher
 from genstack.comfyui.settings import ComfyUISettings
 from genstack.core.contracts.comfyui import QUEUE
 from genstack.core.health import http_check
+from genstack.core.redis_client import connect
 from genstack.core.ssrf import UrlPolicy
 from genstack.core.worker import serve_jobs
 
@@ -28,11 +31,24 @@ def run(settings: ComfyUISettings) -> int:
         output_dir=settings.output_dir,
         job_timeout_s=settings.comfyui_job_timeout_s,
     )
-    return serve_jobs(
-        settings,
-        name="comfyui",
-        queues=[QUEUE],
-        handler=handler,
-        concurrency=settings.comfyui_worker_concurrency,
-        checks={"comfyui": http_check(f"{settings.comfyui_url.rstrip('/')}/system_stats")},
-    )
+    publisher = None
+    if settings.comfyui_catalogue_refresh_s > 0:
+        publisher = CataloguePublisher(
+            client,
+            connect(settings.redis_url),
+            field=f"{settings.node_id} {settings.comfyui_url}",
+            refresh_s=settings.comfyui_catalogue_refresh_s,
+        )
+        publisher.start()
+    try:
+        return serve_jobs(
+            settings,
+            name="comfyui",
+            queues=[QUEUE],
+            handler=handler,
+            concurrency=settings.comfyui_worker_concurrency,
+            checks={"comfyui": http_check(f"{settings.comfyui_url.rstrip('/')}/system_stats")},
+        )
+    finally:
+        if publisher is not None:
+            publisher.stop()
