@@ -1,5 +1,8 @@
 """Publishes ComfyUI's node catalogue to Redis, so the gateway refuses at submission a
-workflow this ComfyUI would refuse at once (an unknown node, a missing input, a bad link).
+workflow this ComfyUI would refuse at once (an unknown node, a missing input, a bad link),
+and, from the same ``/object_info``, which typed templates run here and the params they take
+(genstack.core.contracts.comfyui_templates), for ``GET /v1/templates`` and the gateway's
+check of `image` / `video` / `tts` jobs.
 
 The format, the key and the check are genstack.core.contracts.comfyui_nodes'. This keeps
 the worker's field of that hash current from a thread of its own: the first publication as
@@ -18,12 +21,14 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from genstack.comfyui.client import ComfyUIClient, ComfyUIError
+from genstack.comfyui.template_registry import TemplateRegistry
 from genstack.core.contracts.comfyui_nodes import (
     NODES_KEY,
     STALE_AFTER_REFRESHES,
     PublishedNodes,
     node_classes,
 )
+from genstack.core.contracts.comfyui_templates import TEMPLATES_KEY, PublishedTemplates
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +48,10 @@ class CataloguePublisher:
         field: str,
         refresh_s: float,
         retry_s: float = 5.0,
+        templates: TemplateRegistry | None = None,
     ) -> None:
         self.client = client
+        self.templates = templates
         self.redis = redis
         self.field = field
         self.refresh_s = refresh_s
@@ -57,7 +64,8 @@ class CataloguePublisher:
     def publish(self) -> int:
         """Read ComfyUI's ``/object_info`` and write this worker's field; returns how many
         node classes were published. Raises ComfyUIError or RedisError."""
-        nodes = node_classes(self.client.object_info())
+        object_info = self.client.object_info()
+        nodes = node_classes(object_info)
         if not nodes:
             raise EmptyCatalogueError(f"ComfyUI at {self.client.base_url} lists no node class")
         seconds, micros = self.redis.time()
@@ -65,12 +73,21 @@ class CataloguePublisher:
             published_at=seconds + micros / 1e6, stale_after_s=self.stale_after_s, nodes=nodes
         )
         ttl = int(self.stale_after_s) + 1
+        fields = {NODES_KEY: entry.to_json()}
+        if self.templates is not None:
+            listing = PublishedTemplates(
+                published_at=entry.published_at,
+                stale_after_s=self.stale_after_s,
+                templates=self.templates.refresh(object_info),
+            )
+            fields[TEMPLATES_KEY] = listing.model_dump_json(by_alias=True)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(NODES_KEY, self.field, entry.to_json())
-        # The hash lives while any worker publishes: a TTL is set when it has none and only
-        # ever extended, so a worker with a short interval does not cut another's short.
-        pipe.expire(NODES_KEY, ttl, nx=True)
-        pipe.expire(NODES_KEY, ttl, gt=True)
+        for key, value in fields.items():
+            pipe.hset(key, self.field, value)
+            # The hash lives while any worker publishes: a TTL is set when it has none and
+            # only ever extended, so a worker with a short interval does not cut another's.
+            pipe.expire(key, ttl, nx=True)
+            pipe.expire(key, ttl, gt=True)
         pipe.execute()
         self.published.set()
         return len(nodes)

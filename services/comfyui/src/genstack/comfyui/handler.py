@@ -86,6 +86,10 @@ class ComfyJobHandler:
             raise JobFailedError(
                 "unsupported_job_type", f"this worker does not run {job_type.value} jobs"
             )
+        try:
+            self.templates.ensure(self.client.object_info)
+        except ComfyUIUnavailableError as exc:
+            raise JobFailedError("backend_unavailable", str(exc), retryable=True) from exc
         _, graph = self.templates.graph_for(job_type, params)
         return graph, True
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from genstack.core.settings import CommaList, JobWorkerSettings
+from genstack.core.settings import CommaList, JobWorkerSettings, StorageSettings
 from genstack.provision.settings import ProvisionSettings
 
 
-class ComfyUISettings(JobWorkerSettings, ProvisionSettings):
+class ComfyUISettings(JobWorkerSettings, ProvisionSettings, StorageSettings):
     comfyui_dir: Path = Field(
         default=Path("/opt/comfyui/ComfyUI"),
         description="The ComfyUI checkout `genstack-comfyui start` runs (main.py in it); "
@@ -65,6 +65,11 @@ class ComfyUISettings(JobWorkerSettings, ProvisionSettings):
         description="How often the worker publishes ComfyUI's node catalogue (/object_info) "
         "to Redis, from which the gateway refuses a workflow with an unknown node, a "
         "missing input or a bad link at submission (0: not published, so not checked).",
+    )
+    comfyui_templates_dir: Path | None = Field(
+        default=None,
+        description="A folder of your own templates (<name>.yaml, the format of "
+        "docs/comfyui.md), added to the built-in ones; one of the same name replaces it.",
     )
     comfyui_input_allow_networks: CommaList[str] = Field(
         default_factory=list,

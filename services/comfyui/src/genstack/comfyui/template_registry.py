@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from genstack.comfyui.templates import (
@@ -70,6 +70,14 @@ class TemplateRegistry:
                 else:
                     log.info("template %s is not available: %s", name, entry.reason)
         return described
+
+    def ensure(self, read_object_info: Callable[[], Mapping[str, Any]]) -> None:
+        """Check the templates now if they never were (the catalogue is not published:
+        COMFYUI_CATALOGUE_REFRESH_S=0, or its first read has not happened yet)."""
+        with self._lock:
+            known = bool(self._published)
+        if not known:
+            self.refresh(read_object_info())
 
     def published(self) -> dict[str, PublishedTemplate]:
         with self._lock:

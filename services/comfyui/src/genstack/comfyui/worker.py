@@ -1,17 +1,21 @@
-"""``genstack-comfyui worker``: runs `workflow` jobs of queue comfyui against COMFYUI_URL, and
-publishes that ComfyUI's node catalogue for the gateway's check at submission."""
+"""``genstack-comfyui worker``: runs `workflow` jobs and the typed templates' `image`, `video`
+and `tts` jobs of queue comfyui against COMFYUI_URL, and publishes that ComfyUI's node
+catalogue and templates for the gateway's checks at submission."""
 
 from __future__ import annotations
 
 from genstack.comfyui.catalogue import CataloguePublisher
 from genstack.comfyui.client import ComfyUIClient
 from genstack.comfyui.handler import ComfyJobHandler
-from genstack.comfyui.inputs import InputFetcher
+from genstack.comfyui.inputs import InputFetcher, StoredInputs
 from genstack.comfyui.settings import ComfyUISettings
+from genstack.comfyui.template_registry import TemplateRegistry
+from genstack.comfyui.templates import load_templates
 from genstack.core.contracts.comfyui import QUEUE
 from genstack.core.health import http_check
 from genstack.core.redis_client import connect
 from genstack.core.ssrf import UrlPolicy
+from genstack.core.storage import storage_from_settings
 from genstack.core.worker import serve_jobs
 
 
@@ -25,11 +29,19 @@ def run(settings: ComfyUISettings) -> int:
         max_bytes=settings.comfyui_input_max_mb * 2**20,
         timeout_s=settings.comfyui_input_timeout_s,
     )
+    templates = load_templates()
+    if settings.comfyui_templates_dir is not None:
+        templates |= load_templates(settings.comfyui_templates_dir)  # a user's own win
+    registry = TemplateRegistry(templates)
     handler = ComfyJobHandler(
         client,
         fetcher,
         output_dir=settings.output_dir,
         job_timeout_s=settings.comfyui_job_timeout_s,
+        templates=registry,
+        stored=StoredInputs(
+            storage_from_settings(settings), max_bytes=settings.comfyui_input_max_mb * 2**20
+        ),
     )
     publisher = None
     if settings.comfyui_catalogue_refresh_s > 0:
@@ -38,6 +50,7 @@ def run(settings: ComfyUISettings) -> int:
             connect(settings.redis_url),
             field=f"{settings.node_id} {settings.comfyui_url}",
             refresh_s=settings.comfyui_catalogue_refresh_s,
+            templates=registry,
         )
         publisher.start()
     try:
