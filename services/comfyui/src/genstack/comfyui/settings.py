@@ -37,8 +37,36 @@ class ComfyUISettings(JobWorkerSettings, ProvisionSettings, StorageSettings):
     )
     update_nodes_on_start: bool = Field(
         default=False,
-        description="Seed toggle: pull and reinstall custom nodes at start. Not supported "
-        "by this build (nodes are pinned in the image); true stops the start with a message.",
+        description="Seed toggle, an opt-in: at start, fast-forward every custom node that is "
+        "a git checkout to its branch's upstream, install its requirements.txt if that changed, "
+        "and load ComfyUI to check it; a node whose update fails any step is rolled back to the "
+        "commit it had and reported. Off: the nodes stay at the image's pins.",
+    )
+    comfyui_constraints: Path = Field(
+        default=Path("/opt/comfyui/constraints.txt"),
+        description="pip constraints for installing an updated node's requirements "
+        "(UPDATE_NODES_ON_START); the image's copy of services/comfyui/constraints.txt by "
+        "default. Must exist when UPDATE_NODES_ON_START is true.",
+    )
+    comfyui_node_git_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="UPDATE_NODES_ON_START: time allowed to each git command (a fetch, a "
+        "fast-forward) on one node.",
+    )
+    comfyui_node_install_timeout_s: float = Field(
+        default=1200.0,
+        gt=0,
+        le=7200,
+        description="UPDATE_NODES_ON_START: time allowed to installing one node's requirements.",
+    )
+    comfyui_node_check_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=3600,
+        description="UPDATE_NODES_ON_START: time allowed to one import check (loading ComfyUI "
+        "and every custom node once).",
     )
     comfyui_url: str = Field(
         default="http://127.0.0.1:8188", description="Where the worker reaches ComfyUI."
