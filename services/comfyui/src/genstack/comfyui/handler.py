@@ -33,14 +33,17 @@ from genstack.comfyui.inputs import (
     InputFetcher,
     StoredInputs,
     UnsafeUrlError,
+    VoiceFiles,
 )
 from genstack.comfyui.template_registry import TemplateRegistry
 from genstack.comfyui.templates import Graph
 from genstack.comfyui.workflow import (
+    AUDIO_SAVERS,
     OutputError,
     UrlInput,
     output_files,
     prefix_outputs,
+    save_audio_as,
     stored_inputs,
     url_inputs,
 )
@@ -66,6 +69,7 @@ class ComfyJobHandler:
         job_timeout_s: float | None = None,
         templates: TemplateRegistry | None = None,
         stored: StoredInputs | None = None,
+        voices: VoiceFiles | None = None,
     ) -> None:
         self.client = client
         self.fetcher = fetcher
@@ -73,6 +77,7 @@ class ComfyJobHandler:
         self.job_timeout_s = job_timeout_s
         self.templates = templates
         self.stored = stored
+        self.voices = voices
 
     def graph(self, job_type: JobType, params: dict[str, object]) -> tuple[Graph, bool]:
         """The graph to run, and whether it is a template's (whose input files may be keys
@@ -91,6 +96,15 @@ class ComfyJobHandler:
         except ComfyUIUnavailableError as exc:
             raise JobFailedError("backend_unavailable", str(exc), retryable=True) from exc
         _, graph = self.templates.graph_for(job_type, params)
+        if job_type == JobType.TTS:
+            response_format = str(params.get("response_format") or "mp3")
+            if response_format not in AUDIO_SAVERS:
+                raise JobFailedError(
+                    "invalid_params",
+                    f"response_format {response_format} is not one ComfyUI writes "
+                    f"({', '.join(AUDIO_SAVERS)})",
+                )
+            save_audio_as(graph, response_format)
         return graph, True
 
     def __call__(self, ctx: JobContext) -> list[Path]:
@@ -141,11 +155,16 @@ class ComfyJobHandler:
 
     def _read(self, wanted: UrlInput, index: int) -> FetchedInput:
         where = f"node {wanted.node_id} input {wanted.input!r}"
-        if wanted.stored and self.stored is None:
-            raise JobFailedError("input_unavailable", f"{where}: this worker has no storage")
+        voice = wanted.stored and wanted.kind == "audio" and "/" not in wanted.url
+        source = self.voices if voice else self.stored
+        if wanted.stored and source is None:
+            missing = "voice library" if voice else "storage"
+            raise JobFailedError("input_unavailable", f"{where}: this worker has no {missing}")
         try:
-            if wanted.stored and self.stored is not None:
-                return self.stored.read(wanted.url, wanted.kind, index)
+            if isinstance(source, VoiceFiles) and voice:
+                return source.read(wanted.url, index)
+            if isinstance(source, StoredInputs) and wanted.stored:
+                return source.read(wanted.url, wanted.kind, index)
             return self.fetcher.fetch(wanted.url, wanted.kind, index)
         except UnsafeUrlError as exc:
             raise JobFailedError("input_refused", f"{where}: {exc}") from exc

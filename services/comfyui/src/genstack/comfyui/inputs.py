@@ -9,14 +9,21 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import httpx
 
 from genstack.core.ssrf import UnsafeUrlError, UrlPolicy
 from genstack.core.storage import Storage, StorageError
 
-__all__ = ["FetchedInput", "InputError", "InputFetcher", "StoredInputs", "UnsafeUrlError"]
+__all__ = [
+    "FetchedInput",
+    "InputError",
+    "InputFetcher",
+    "StoredInputs",
+    "UnsafeUrlError",
+    "VoiceFiles",
+]
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -128,3 +135,23 @@ class StoredInputs:
             os.unlink(path)
         name = _UNSAFE_NAME.sub("_", PurePosixPath(key).name).strip("._")[:100] or "input"
         return FetchedInput(f"{index}-{name}", data, content_type)
+
+
+class VoiceFiles:
+    """Voices of the shared voice library (TTS_VOICES_DIR: ``<id>.wav``, the volume the
+    speech servers keep their voices in), for a VibeVoice job naming a voice."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, voice_id: str, index: int = 0) -> FetchedInput:
+        root = self.root.resolve()
+        path = (root / f"{voice_id}.wav").resolve()
+        if path.parent != root or not _SAFE_ID.match(voice_id):
+            raise InputError(f"{voice_id!r} is not a voice id")
+        if not path.is_file():
+            raise InputError(f"no voice {voice_id!r} in the voice library ({self.root})")
+        return FetchedInput(f"{index}-{voice_id}.wav", path.read_bytes(), "audio/wav")
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -99,6 +99,11 @@ class ComfyUISettings(JobWorkerSettings, ProvisionSettings, StorageSettings):
         description="A folder of your own templates (<name>.yaml, the format of "
         "docs/comfyui.md), added to the built-in ones; one of the same name replaces it.",
     )
+    tts_voices_dir: Path = Field(
+        default=Path("/data/voices"),
+        description="The shared voice library (the speech servers' TTS_VOICES_DIR), where "
+        "a VibeVoice job's voice names are found.",
+    )
     comfyui_input_allow_networks: CommaList[str] = Field(
         default_factory=list,
         description="Networks (CIDR, comma list) inputs by URL may come from although they "

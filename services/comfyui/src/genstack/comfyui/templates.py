@@ -1,6 +1,7 @@
 """Typed templates: an API-format graph plus a declarative map from typed params to its inputs.
 
-A template is data (``templates/<name>.yaml`` in this package, or TEMPLATES_DIR)::
+A template is data (``builtin_templates/<name>.yaml`` in this package, or the folder
+COMFYUI_TEMPLATES_DIR names)::
 
     name: sdxl                      # the file's stem; what `template` in a job names
     type: image                     # the job type it serves: image | video | tts
@@ -351,7 +352,7 @@ def load_template(path: Path) -> Template:
 def load_templates(folder: Path | None = None) -> dict[str, Template]:
     """Every template of ``folder`` (the package's own by default), by name."""
     if folder is None:
-        root = resources.files("genstack.comfyui") / "templates"
+        root = resources.files("genstack.comfyui") / "builtin_templates"
         paths = [Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")]
     else:
         paths = list(folder.glob("*.yaml"))

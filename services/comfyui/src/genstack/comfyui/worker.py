@@ -7,7 +7,7 @@ from __future__ import annotations
 from genstack.comfyui.catalogue import CataloguePublisher
 from genstack.comfyui.client import ComfyUIClient
 from genstack.comfyui.handler import ComfyJobHandler
-from genstack.comfyui.inputs import InputFetcher, StoredInputs
+from genstack.comfyui.inputs import InputFetcher, StoredInputs, VoiceFiles
 from genstack.comfyui.settings import ComfyUISettings
 from genstack.comfyui.template_registry import TemplateRegistry
 from genstack.comfyui.templates import load_templates
@@ -42,6 +42,7 @@ def run(settings: ComfyUISettings) -> int:
         stored=StoredInputs(
             storage_from_settings(settings), max_bytes=settings.comfyui_input_max_mb * 2**20
         ),
+        voices=VoiceFiles(settings.tts_voices_dir),
     )
     publisher = None
     if settings.comfyui_catalogue_refresh_s > 0:

@@ -33,6 +33,15 @@ LOADER_KIND: dict[str, str] = {
 }
 
 
+# A speech job's response_format -> ComfyUI's audio save node (and its quality input): what
+# ComfyUI writes itself; other formats are refused at submission.
+AUDIO_SAVERS: dict[str, tuple[str, dict[str, str]]] = {
+    "flac": ("SaveAudio", {}),
+    "mp3": ("SaveAudioMP3", {"quality": "V0"}),
+    "opus": ("SaveAudioOpus", {"quality": "128k"}),
+}
+
+
 class OutputError(Exception):
     """The prompt succeeded but its files are not usable (missing, empty, elsewhere)."""
 
@@ -65,6 +74,16 @@ def prefix_outputs(graph: dict[str, dict[str, Any]], job_id: str) -> dict[str, d
         if isinstance(prefix, str):
             inputs["filename_prefix"] = f"{job_id}/{_safe_prefix(prefix)}"
     return result
+
+
+def save_audio_as(graph: dict[str, dict[str, Any]], response_format: str) -> None:
+    """Make every audio save node of ``graph`` write ``response_format`` (flac, mp3, opus)."""
+    class_type, extra = AUDIO_SAVERS[response_format]
+    savers = {name for name, _ in AUDIO_SAVERS.values()}
+    for node in graph.values():
+        if node.get("class_type") in savers:
+            inputs = {k: v for k, v in node["inputs"].items() if k != "quality"}
+            node["class_type"], node["inputs"] = class_type, {**inputs, **extra}
 
 
 def url_inputs(graph: dict[str, dict[str, Any]]) -> list[UrlInput]:
