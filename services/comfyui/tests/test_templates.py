@@ -129,6 +129,9 @@ def test_expression_defaults_follow_other_params() -> None:
     assert graph["1"]["inputs"] == {"steps": 8, "end_at_step": 4}
     assert graph["2"]["inputs"] == {"steps": 8, "start_at_step": 4}
     assert template.bind({"steps": 8, "split": 6})["1"]["inputs"]["end_at_step"] == 6
+    # The defaults a check publishes hold the expression as written; binding still computes it.
+    graph = template.bind({"steps": 10}, defaults=template.defaults())
+    assert graph["2"]["inputs"]["start_at_step"] == 5
 
 
 def test_expressions_are_arithmetic_only() -> None:

@@ -218,7 +218,8 @@ class Template:
         for name in params:
             if name not in self.params:
                 raise ParamsError(name, f"template {self.name!r} does not take {name!r}")
-        given = {k: v for k, v in (defaults or {}).items() if v is not None} | {
+        found = {k: v for k, v in (defaults or {}).items() if not _is_expression(v)}
+        given = {k: v for k, v in found.items() if v is not None} | {
             k: v for k, v in params.items() if v is not None
         }
         values = self._values(given, rng or random.randint)
@@ -241,7 +242,7 @@ class Template:
         for name, spec in self.params.items():
             if name in values:
                 continue
-            if isinstance(spec.default, str) and spec.default.startswith("="):
+            if _is_expression(spec.default):
                 continue  # after every literal, below
             if spec.default is not None:
                 values[name] = spec.default
@@ -252,9 +253,13 @@ class Template:
             elif spec.required:
                 raise ParamsError(name, f"template {self.name!r} needs {name!r}")
         for name, spec in self.params.items():
-            if name not in values and isinstance(spec.default, str) and spec.default[:1] == "=":
-                values[name] = evaluate(spec.default[1:], values)
+            if name not in values and _is_expression(spec.default):
+                values[name] = evaluate(str(spec.default)[1:], values)
         return values
+
+
+def _is_expression(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("=")
 
 
 def load_node_id(param: str, index: int = 0) -> str:
