@@ -130,3 +130,71 @@ def test_voices_come_from_the_library_by_name_and_never_from_outside_it(tmp_path
     graph = SPEECH.bind({"text": "hi", "voice": "alice"})
     [wanted] = stored_inputs(graph)
     assert (wanted.url, wanted.kind, wanted.stored) == ("alice", "audio", True)
+
+
+def test_tiny_params_meet_each_templates_minimum_and_step() -> None:
+    from genstack.comfyui.warmup import tiny_params
+    from genstack.core.contracts.comfyui_templates import PublishedTemplate, TemplateParam
+
+    template = PublishedTemplate(
+        name="wan",
+        type=JobType.VIDEO,
+        available=True,
+        params={
+            "prompt": TemplateParam(required=True),
+            "width": TemplateParam(schema={"minimum": 32, "x-step": {"from": 32, "step": 32}}),
+            "frames": TemplateParam(schema={"minimum": 1, "x-step": {"from": 1, "step": 4}}),
+            "steps": TemplateParam(schema={"minimum": 1}),
+        },
+    )
+    assert tiny_params(template) == {"prompt": "warm-up", "width": 64, "frames": 1, "steps": 1}
+
+
+def test_tiny_png_is_a_png_of_the_size() -> None:
+    import struct
+    import zlib
+
+    from genstack.comfyui.warmup import tiny_png
+
+    data = tiny_png(8)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (8, 8)
+    idat = data.index(b"IDAT")
+    length = struct.unpack(">I", data[idat - 4 : idat])[0]
+    assert len(zlib.decompress(data[idat + 4 : idat + 4 + length])) == 8 * (1 + 3 * 8)
+
+
+def test_warmup_runs_each_available_template_and_leaves_no_file(replay: Any) -> None:
+    from genstack.comfyui.client import ComfyUIClient
+    from genstack.comfyui.warmup import WARMUP_FOLDER, Warmup
+
+    # A model-free template whose graph is the recorded image_batch one.
+    batch = Template.parse(
+        "batch",
+        {
+            "type": "image",
+            "params": {"color": {"to": "1.color", "default": 3368652}},
+            "graph": {
+                "1": {
+                    "class_type": "EmptyImage",
+                    "inputs": {"width": 64, "height": 64, "batch_size": 2, "color": 0},
+                },
+                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                "3": {
+                    "class_type": "SaveImage",
+                    "inputs": {"images": ["2", 0], "filename_prefix": "img"},
+                },
+            },
+        },
+    )
+    client = ComfyUIClient(replay.url, poll_s=0.2, grace_s=1)
+    warmup = Warmup(
+        client, TemplateRegistry({"batch": batch}), replay.output_dir, enabled=True, timeout_s=30
+    )
+    assert warmup.readiness() != "ok"
+    assert warmup.run() == {"batch": "ok"}
+    assert warmup.readiness() == "ok"
+    assert len(replay.submitted) == 1
+    assert replay.submitted[0]["prompt"]["3"]["inputs"]["filename_prefix"].startswith(WARMUP_FOLDER)
+    assert not (replay.output_dir / WARMUP_FOLDER).exists()

@@ -99,6 +99,14 @@ class ComfyUISettings(JobWorkerSettings, ProvisionSettings, StorageSettings):
         description="A folder of your own templates (<name>.yaml, the format of "
         "docs/comfyui.md), added to the built-in ones; one of the same name replaces it.",
     )
+    comfyui_warmup: bool = Field(
+        default=False,
+        description="Run each available template once at its smallest size after start, so "
+        "the first job does not pay for loading its models; /readyz says warm or not.",
+    )
+    comfyui_warmup_timeout_s: float = Field(
+        default=900.0, gt=0, description="Time allowed for one template's warm-up run."
+    )
     tts_voices_dir: Path = Field(
         default=Path("/data/voices"),
         description="The shared voice library (the speech servers' TTS_VOICES_DIR), where "

@@ -11,6 +11,7 @@ from genstack.comfyui.inputs import InputFetcher, StoredInputs, VoiceFiles
 from genstack.comfyui.settings import ComfyUISettings
 from genstack.comfyui.template_registry import TemplateRegistry
 from genstack.comfyui.templates import load_templates
+from genstack.comfyui.warmup import Warmup
 from genstack.core.contracts.comfyui import QUEUE
 from genstack.core.health import http_check
 from genstack.core.redis_client import connect
@@ -44,6 +45,14 @@ def run(settings: ComfyUISettings) -> int:
         ),
         voices=VoiceFiles(settings.tts_voices_dir),
     )
+    warmup = Warmup(
+        client,
+        registry,
+        settings.output_dir,
+        enabled=settings.comfyui_warmup,
+        timeout_s=settings.comfyui_warmup_timeout_s,
+    )
+    warmup.start()
     publisher = None
     if settings.comfyui_catalogue_refresh_s > 0:
         publisher = CataloguePublisher(
@@ -61,7 +70,10 @@ def run(settings: ComfyUISettings) -> int:
             queues=[QUEUE],
             handler=handler,
             concurrency=settings.comfyui_worker_concurrency,
-            checks={"comfyui": http_check(f"{settings.comfyui_url.rstrip('/')}/system_stats")},
+            checks={
+                "comfyui": http_check(f"{settings.comfyui_url.rstrip('/')}/system_stats"),
+                "warmup": warmup.readiness,
+            },
         )
     finally:
         if publisher is not None:
