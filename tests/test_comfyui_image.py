@@ -21,11 +21,14 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
+from genstack.comfyui.node_update import NodeUpdater, Outcome
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE = ROOT / "services" / "comfyui"
 DOCKERFILE = SERVICE / "Dockerfile"
 LOCK = SERVICE / "nodes.lock.yaml"
 CONSTRAINTS = SERVICE / "constraints.txt"
+IMPORT_CHECK = SERVICE / "src" / "genstack" / "comfyui" / "import_check.py"
 SHA = re.compile(r"^[0-9a-f]{40}$")
 # The custom nodes the seed's single-image Dockerfile clones (ComfyUI-Manager left out on
 # purpose), plus ComfyUI-GGUF, which its GGUF Qwen-Image-Edit models need.
@@ -195,8 +198,26 @@ def test_the_dockerfile_fetches_installs_and_checks_in_that_order(dockerfile: st
         re.M,
     )
     assert steps == ["fetch", "install", "check"]
-    script = embedded_script(dockerfile)
-    assert '"--quick-test-for-ci"' in script and "IMPORT FAILED" in script
+    # The check is import_check.py's, the file `genstack-comfyui start` runs after an update.
+    copied = dockerfile.index(f"COPY {IMPORT_CHECK.relative_to(ROOT)} /opt/comfyui/\n")
+    assert copied < dockerfile.index(
+        "/opt/comfyui/venv/bin/python /opt/comfyui/nodes_lock.py check"
+    )
+    assert "from import_check import quick_test" in embedded_script(dockerfile)
+    shared = IMPORT_CHECK.read_text()
+    assert '"--quick-test-for-ci"' in shared and "IMPORT FAILED" in shared
+
+
+def test_the_import_check_needs_nothing_but_the_standard_library() -> None:
+    # It runs with ComfyUI's venv, which has no genstack and no third-party package of ours.
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(IMPORT_CHECK.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    assert imported
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
 
 
 def test_no_failure_is_swallowed(dockerfile: str) -> None:
@@ -304,6 +325,49 @@ def test_fetch_refuses_an_unpinned_entry_unless_the_build_arg_allows_it(
     branch_name = load_script(tmp_path, monkeypatch, small, ALLOW_UNPINNED="true")
     with pytest.raises(SystemExit, match=r"is not a 40-hex SHA"):
         branch_name.fetch()
+
+
+@needs_git
+def test_the_images_checkouts_follow_their_lock_branch_so_update_nodes_on_start_can_move_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = small_lock(tmp_path)
+    script = load_script(tmp_path, monkeypatch, small)
+    script.fetch()
+    node = tmp_path / "ComfyUI" / "custom_nodes" / "some-node"
+    assert (node / ".git" / "shallow").is_file()  # the build fetched one commit
+    upstream = tmp_path / "src" / "node"
+    (upstream / "nodes.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    subprocess.run(["git", "-C", str(upstream), "add", "."], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(upstream),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "--quiet",
+            "-m",
+            "upstream moves on",
+        ],
+        check=True,
+    )
+    updater = NodeUpdater(
+        comfyui_dir=tmp_path / "ComfyUI",
+        python=Path(sys.executable),
+        constraints=CONSTRAINTS,
+        git_timeout_s=30,
+        install_timeout_s=30,
+        check_timeout_s=30,
+    )
+
+    result = updater.update(node)  # start's step for one node; the import check needs ComfyUI
+
+    assert result.outcome is Outcome.UPDATED, result.detail
+    assert head_of(node) == head_of(upstream) != small["nodes"]["some-node"]["commit"]
 
 
 # --- constraints.txt ---------------------------------------------------------------------------

@@ -7,16 +7,24 @@ from __future__ import annotations
 import json
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from genstack.comfyui.client import ComfyUIClient
+from genstack.comfyui.catalogue import CataloguePublisher
+from genstack.comfyui.client import ComfyUIClient, PromptRejectedError
 from genstack.comfyui.handler import ComfyJobHandler
 from genstack.comfyui.inputs import InputFetcher
 from genstack.comfyui.recorder import tone_wav
+from genstack.core.contracts.comfyui_nodes import (
+    NODES_KEY,
+    PublishedNodes,
+    node_classes,
+    workflow_problems,
+)
 from genstack.core.job_runner import JobOutcome, JobRunner
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobStore
@@ -131,3 +139,54 @@ def test_cancel_interrupts_and_the_next_job_runs(
     assert store.require(slow.id).status == JobStatus.CANCELLED
     following = job(store, "image_batch")
     assert run.run(following.id) == JobOutcome.HANDED_OVER
+
+
+def _graph(**changes: Any) -> dict[str, Any]:
+    graph: dict[str, Any] = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+        },
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+    graph.update({key.removeprefix("n"): node for key, node in changes.items()})
+    return graph
+
+
+def test_the_published_catalogue_refuses_what_comfyui_refuses_and_no_more(
+    comfyui: Real, redis_url: str
+) -> None:
+    client = ComfyUIClient(comfyui.url)
+    redis = connect(redis_url)
+    try:
+        assert CataloguePublisher(client, redis, field="real", refresh_s=60).publish() > 100
+        stored = redis.hget(NODES_KEY, "real") or ""
+        assert len(stored) * 5 < len(json.dumps(client.object_info()))  # compact
+        nodes = PublishedNodes.model_validate_json(stored).nodes
+        # The recorded entries (the replay's) are still what this ComfyUI says.
+        info = json.loads((RECORDINGS / "object_info.json").read_text())["object_info"]
+        assert {name: nodes[name] for name in info} == node_classes(info)
+        refused = [
+            _graph(n4={"class_type": "NoSuchNode", "inputs": {}}),
+            _graph(n1={"class_type": "EmptyImage", "inputs": {"width": 8}}),
+            _graph(n2={"class_type": "ImageInvert", "inputs": {"image": ["9", 0]}}),
+            _graph(n2={"class_type": "ImageInvert", "inputs": {"image": [1, 0]}}),
+            _graph(n2={"class_type": "ImageInvert", "inputs": {"image": ["1", 1]}}),
+            _graph(n3={"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}}),
+        ]
+        accepted = [
+            _graph(n4={"class_type": "EmptyImage", "inputs": {}}),  # nothing depends on it
+            _graph(n2={"class_type": "ImageInvert", "inputs": {"image": ["1", 0], "x": ["9"]}}),
+            _graph(n2={"class_type": "ImageInvert", "inputs": {"image": ["1", -1]}}),
+        ]
+        for graph in refused:
+            assert workflow_problems(graph, nodes), graph
+            with pytest.raises(PromptRejectedError):
+                client.submit(graph, str(uuid.uuid4()), "catalogue-test")
+        for graph in accepted:
+            assert workflow_problems(graph, nodes) == [], graph
+            client.submit(graph, str(uuid.uuid4()), "catalogue-test")
+    finally:
+        client.close()
+        redis.close()

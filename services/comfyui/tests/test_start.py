@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import Upstream, git, node_source
 
 from genstack.comfyui.settings import ComfyUISettings
 from genstack.comfyui.start import start
@@ -155,7 +157,10 @@ def test_comfyui_args_come_last_so_they_can_override(checkout: Path, tmp_path: P
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"update_nodes_on_start": "true"}, "UPDATE_NODES_ON_START=true is not supported"),
+        (
+            {"update_nodes_on_start": "true", "comfyui_constraints": "/nonexistent/c.txt"},
+            "UPDATE_NODES_ON_START=true needs COMFYUI_CONSTRAINTS, and /nonexistent/c.txt does",
+        ),
         ({"comfyui_dir": "/nonexistent"}, "COMFYUI_DIR=/nonexistent has no main.py"),
         ({"comfyui_python": "/nonexistent/python"}, "COMFYUI_PYTHON=/nonexistent/python"),
     ],
@@ -202,3 +207,36 @@ def test_a_bad_gpu_tier_is_refused_by_name(
     code = start(settings(checkout, tmp_path), {"GPU_TIER": "huge"}, exec_=exec_, ensure=Ensure())
     assert code == 2 and exec_.calls == []
     assert "GPU_TIER='huge'" in caplog.text
+
+
+def test_update_nodes_on_start_fast_forwards_the_nodes_before_comfyui_starts(
+    fake_comfyui: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Real git (a bare upstream, a clone in custom_nodes) and the real import check, run with
+    # COMFYUI_PYTHON against a ComfyUI stand-in; node_update's own tests cover the rest.
+    caplog.set_level(logging.INFO)
+    upstream = Upstream(tmp_path, "some-node", {"__init__.py": node_source("SomeNode")})
+    node = upstream.clone_into(fake_comfyui / "custom_nodes", "some-node")
+    new = upstream.commit({"__init__.py": node_source("SomeNode", "# v2")})
+    (tmp_path / "constraints.txt").write_text("")
+    s = settings(
+        fake_comfyui,
+        tmp_path,
+        update_nodes_on_start="true",
+        comfyui_constraints=str(tmp_path / "constraints.txt"),
+    )
+    code, exec_, _ = run(s, {}, gpu(24))
+    assert code == 0 and len(exec_.calls) == 1
+    assert git(node, "rev-parse", "HEAD") == new
+    assert "custom nodes: 1 updated (some-node)" in caplog.text
+
+
+def test_without_update_nodes_on_start_the_nodes_stay_where_they_are(
+    fake_comfyui: Path, tmp_path: Path
+) -> None:
+    upstream = Upstream(tmp_path, "some-node", {"__init__.py": node_source("SomeNode")})
+    node = upstream.clone_into(fake_comfyui / "custom_nodes", "some-node")
+    upstream.commit({"__init__.py": node_source("SomeNode", "# v2")})
+    code, _, _ = run(settings(fake_comfyui, tmp_path), {}, gpu(24))
+    assert code == 0
+    assert git(node, "rev-parse", "HEAD") == upstream.first

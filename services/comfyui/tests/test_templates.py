@@ -129,6 +129,9 @@ def test_expression_defaults_follow_other_params() -> None:
     assert graph["1"]["inputs"] == {"steps": 8, "end_at_step": 4}
     assert graph["2"]["inputs"] == {"steps": 8, "start_at_step": 4}
     assert template.bind({"steps": 8, "split": 6})["1"]["inputs"]["end_at_step"] == 6
+    # The defaults a check publishes hold the expression as written; binding still computes it.
+    graph = template.bind({"steps": 10}, defaults=template.defaults())
+    assert graph["2"]["inputs"]["start_at_step"] == 5
 
 
 def test_expressions_are_arithmetic_only() -> None:
@@ -257,24 +260,6 @@ def test_a_loaders_other_inputs_are_values_or_expressions_over_the_params() -> N
         )
 
 
-def test_an_expression_among_the_checks_defaults_is_evaluated_not_bound_as_text() -> None:
-    template = Template.parse(
-        "two_stage",
-        {
-            "type": "video",
-            "params": {
-                "steps": {"to": "1.steps", "default": 20},
-                "split": {"to": "1.end_at_step", "default": "= steps // 2"},
-            },
-            "graph": {"1": {"class_type": "A", "inputs": {}}},
-        },
-    )
-    defaults = template.defaults()  # what check() starts from: the expression as written
-    assert defaults["split"] == "= steps // 2"
-    graph = template.bind({"steps": 8}, defaults=defaults)
-    assert graph["1"]["inputs"] == {"steps": 8, "end_at_step": 4}
-
-
 def test_the_check_refuses_text_where_comfyui_wants_a_number(object_info: dict[str, Any]) -> None:
     graph = {
         "1": {
@@ -284,3 +269,40 @@ def test_the_check_refuses_text_where_comfyui_wants_a_number(object_info: dict[s
     }
     messages = [p.message for p in check_graph(graph, object_info)]
     assert messages == ["node 1 (EmptyImage): input 'width': '= steps // 2' is not a number"]
+
+
+def test_what_is_published_narrows_params_by_comfyui_and_lists_the_files(
+    templates: dict[str, Template], object_info: dict[str, Any]
+) -> None:
+    from genstack.comfyui.templates import published
+    from genstack.core.contracts.comfyui_templates import template_problems
+    from genstack.core.jobs import JobType
+
+    info = with_files(object_info, "CheckpointLoaderSimple", "ckpt_name", ["sd15.safetensors"])
+    info = with_files(info, "LoraLoader", "lora_name", ["civitai_1.safetensors"])
+    entry = published(check(templates["txt2img"], info), info)
+    assert entry.available and entry.type == JobType.IMAGE
+    assert entry.params["checkpoint"].default == "sd15.safetensors"  # the only one present
+    assert entry.params["checkpoint"].schema_["enum"] == ["sd15.safetensors"]
+    assert "dpmpp_2m" in entry.params["sampler"].schema_["enum"]
+    assert entry.params["width"].schema_["minimum"] == 64  # the contract's, not ComfyUI's 16
+    assert entry.params["width"].schema_["x-step"] == {"from": 16, "step": 8}
+    assert entry.params["prompt"].required
+    listing = {"txt2img": entry}
+
+    def problems(params: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(p.param, p.code) for p in template_problems(JobType.IMAGE, params, listing)]
+
+    assert problems({"prompt": "a cat", "width": 64, "checkpoint": "sd15.safetensors"}) == []
+    assert problems({"prompt": "a cat", "checkpoint": "other.safetensors"}) == [
+        ("params.checkpoint", "invalid_value")
+    ]
+    assert problems({"prompt": "a cat", "frames": 9}) == [("params.frames", "unsupported_param")]
+    assert problems({"prompt": "a cat", "loras": [{"name": "nope.safetensors"}]}) == [
+        ("params.loras", "invalid_value")
+    ]
+    assert problems({"width": 64}) == [("params.prompt", "missing_param")]
+    assert problems({"template": "nope", "prompt": "x"}) == [
+        ("params.template", "unknown_template")
+    ]
+    assert template_problems(JobType.VIDEO, {"prompt": "x"}, listing)[0].code == "no_template"

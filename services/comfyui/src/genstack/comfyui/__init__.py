@@ -6,6 +6,8 @@
 - ``workflow``: graph rewrites (save prefixes under the job id, inputs by URL) and outputs;
 - ``inputs``: fetching inputs by URL behind the SSRF guard;
 - ``handler``: ``ComfyJobHandler``, one `workflow` job; ``worker``: the `comfyui` queue worker;
-- ``recorder``: records model-free exchanges with a real ComfyUI as replay fixtures;
+- ``catalogue``: publishes ComfyUI's node catalogue to Redis for the gateway's check;
+- ``recorder``: records model-free exchanges (and node catalogue entries) with a real
+  ComfyUI as replay fixtures;
 - ``cli``: start | worker | settings | record.
 """

@@ -32,13 +32,24 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="that ComfyUI's --output-directory (the files are recorded too)",
     )
+    record.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="record only this (repeatable): system_stats, object_info or a scenario's name",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "record":
         configure_logging("comfyui-record", "INFO", "text")
         from genstack.comfyui.recorder import record_all
 
-        for path in record_all(args.url, args.out, args.output_dir):
+        try:
+            written = record_all(args.url, args.out, args.output_dir, args.only)
+        except ValueError as exc:
+            print(f"genstack-comfyui record: {exc}", file=sys.stderr)
+            return 2
+        for path in written:
             print(path)
         return 0
 

@@ -1,10 +1,11 @@
-"""``ComfyJobHandler``: one `workflow` job, start to end, as the job runtime calls it.
+"""``ComfyJobHandler``: one job, start to end, as the job runtime calls it.
 
-The API-format graph is run as given, with the bridge's changes (see ``workflow``): save
-prefixes under the job id, inputs by URL fetched and uploaded first. The job id is the
+A `workflow` job's API-format graph is run as given; an `image`, `video` or `tts` job's
+graph is its template's with the job's params (``TemplateRegistry``). Either way with the
+bridge's changes (see ``workflow``): save prefixes under the job id, input files (URLs, or
+stored objects' keys for a template's inputs) uploaded to ComfyUI first. The job id is the
 prompt id (as a lowercase dashed UUID). Progress goes to the job; a cancel interrupts the
 prompt in ComfyUI; what ComfyUI says is wrong becomes a failed job naming the node.
-`image` and `video` jobs (typed templates) are not served here yet (issue 11).
 """
 
 from __future__ import annotations
@@ -26,8 +27,26 @@ from genstack.comfyui.client import (
     PromptRejectedError,
     PromptTimeoutError,
 )
-from genstack.comfyui.inputs import InputError, InputFetcher, UnsafeUrlError
-from genstack.comfyui.workflow import OutputError, output_files, prefix_outputs, url_inputs
+from genstack.comfyui.inputs import (
+    FetchedInput,
+    InputError,
+    InputFetcher,
+    StoredInputs,
+    UnsafeUrlError,
+    VoiceFiles,
+)
+from genstack.comfyui.template_registry import TemplateRegistry
+from genstack.comfyui.templates import Graph
+from genstack.comfyui.workflow import (
+    AUDIO_SAVERS,
+    OutputError,
+    UrlInput,
+    output_files,
+    prefix_outputs,
+    save_audio_as,
+    stored_inputs,
+    url_inputs,
+)
 from genstack.core.contracts.comfyui import WorkflowParams
 from genstack.core.job_runner import JobCancelledError, JobContext, JobFailedError
 from genstack.core.jobs import JobType
@@ -48,26 +67,52 @@ class ComfyJobHandler:
         *,
         output_dir: Path,
         job_timeout_s: float | None = None,
+        templates: TemplateRegistry | None = None,
+        stored: StoredInputs | None = None,
+        voices: VoiceFiles | None = None,
     ) -> None:
         self.client = client
         self.fetcher = fetcher
         self.output_dir = output_dir
         self.job_timeout_s = job_timeout_s
+        self.templates = templates
+        self.stored = stored
+        self.voices = voices
+
+    def graph(self, job_type: JobType, params: dict[str, object]) -> tuple[Graph, bool]:
+        """The graph to run, and whether it is a template's (whose input files may be keys
+        of stored objects; a raw workflow's names files of ComfyUI's input folder)."""
+        if job_type == JobType.WORKFLOW:
+            try:
+                return WorkflowParams.model_validate(params).workflow, False
+            except ValidationError as exc:
+                raise JobFailedError("invalid_params", str(exc)) from exc
+        if self.templates is None or job_type not in (JobType.IMAGE, JobType.VIDEO, JobType.TTS):
+            raise JobFailedError(
+                "unsupported_job_type", f"this worker does not run {job_type.value} jobs"
+            )
+        try:
+            self.templates.ensure(self.client.object_info)
+        except ComfyUIUnavailableError as exc:
+            raise JobFailedError("backend_unavailable", str(exc), retryable=True) from exc
+        _, graph = self.templates.graph_for(job_type, params)
+        if job_type == JobType.TTS:
+            response_format = str(params.get("response_format") or "mp3")
+            if response_format not in AUDIO_SAVERS:
+                raise JobFailedError(
+                    "invalid_params",
+                    f"response_format {response_format} is not one ComfyUI writes "
+                    f"({', '.join(AUDIO_SAVERS)})",
+                )
+            save_audio_as(graph, response_format)
+        return graph, True
 
     def __call__(self, ctx: JobContext) -> list[Path]:
         job = ctx.job
-        if job.type != JobType.WORKFLOW:
-            raise JobFailedError(
-                "unsupported_job_type",
-                f"this worker runs workflow jobs; {job.type} templates are not served yet",
-            )
+        source, templated = self.graph(job.type, ctx.params)
+        graph = prefix_outputs(source, job.id)
         try:
-            params = WorkflowParams.model_validate(ctx.params)
-        except ValidationError as exc:
-            raise JobFailedError("invalid_params", str(exc)) from exc
-        graph = prefix_outputs(params.workflow, job.id)
-        try:
-            self._upload_inputs(graph, job.id)
+            self._upload_inputs(graph, job.id, templated=templated)
             result = self.client.run(
                 graph,
                 prompt_id_of(job.id),
@@ -96,27 +141,35 @@ class ComfyJobHandler:
         except OutputError as exc:
             raise JobFailedError("bad_output", str(exc)) from exc
 
-    def _upload_inputs(self, graph: dict[str, dict[str, object]], job_id: str) -> None:
-        for index, wanted in enumerate(url_inputs(graph)):
-            try:
-                fetched = self.fetcher.fetch(wanted.url, wanted.kind, index)
-            except UnsafeUrlError as exc:
-                raise JobFailedError(
-                    "input_refused", f"node {wanted.node_id} input {wanted.input!r}: {exc}"
-                ) from exc
-            except InputError as exc:
-                raise JobFailedError(
-                    "input_unavailable", f"node {wanted.node_id} input {wanted.input!r}: {exc}"
-                ) from exc
+    def _upload_inputs(self, graph: Graph, job_id: str, *, templated: bool) -> None:
+        wanted = url_inputs(graph) + (stored_inputs(graph) if templated else [])
+        for index, item in enumerate(wanted):
+            fetched = self._read(item, index)
             value = self.client.upload(
                 fetched.data,
                 fetched.name,
                 subfolder=job_id,
                 content_type=fetched.content_type,
             )
-            inputs = graph[wanted.node_id]["inputs"]
-            assert isinstance(inputs, dict)
-            inputs[wanted.input] = value
+            graph[item.node_id]["inputs"][item.input] = value
+
+    def _read(self, wanted: UrlInput, index: int) -> FetchedInput:
+        where = f"node {wanted.node_id} input {wanted.input!r}"
+        voice = wanted.stored and wanted.kind == "audio" and "/" not in wanted.url
+        source = self.voices if voice else self.stored
+        if wanted.stored and source is None:
+            missing = "voice library" if voice else "storage"
+            raise JobFailedError("input_unavailable", f"{where}: this worker has no {missing}")
+        try:
+            if isinstance(source, VoiceFiles) and voice:
+                return source.read(wanted.url, index)
+            if isinstance(source, StoredInputs) and wanted.stored:
+                return source.read(wanted.url, wanted.kind, index)
+            return self.fetcher.fetch(wanted.url, wanted.kind, index)
+        except UnsafeUrlError as exc:
+            raise JobFailedError("input_refused", f"{where}: {exc}") from exc
+        except InputError as exc:
+            raise JobFailedError("input_unavailable", f"{where}: {exc}") from exc
 
 
 class ProgressReporter:

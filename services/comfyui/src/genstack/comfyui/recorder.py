@@ -4,7 +4,11 @@ HTTP and websocket exchanges as JSON, the fixtures the replay stand-in serves in
 Each recording holds the graph, the upload (if any), the answer to ``POST /prompt``, every
 websocket event of the prompt (with its time offset), the final ``/history`` entry and the
 output files (base64). The prompt id and the job folder are replaced by ``{{prompt_id}}``
-and ``{{job}}``, so a replay serves them for any job.
+and ``{{job}}``, so a replay serves them for any job. Beside them: ``system_stats.json``,
+and ``object_info.json``, ComfyUI's ``/object_info`` entries (its own format) of the node
+classes the scenarios use and of :data:`CATALOGUE_EXTRA` (the whole answer is megabytes),
+read before any scenario runs, so the loaders' file lists are those of an empty input
+folder.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import threading
 import time
 import uuid
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,19 @@ log = logging.getLogger(__name__)
 
 PROMPT = "{{prompt_id}}"
 JOB = "{{job}}"
+STATS = "system_stats"
+OBJECT_INFO = "object_info"
+# Node classes recorded in object_info.json beyond the scenarios': a text-to-image graph and
+# an output node, for tests that check workflows against the catalogue.
+CATALOGUE_EXTRA = (
+    "CheckpointLoaderSimple",
+    "CLIPTextEncode",
+    "EmptyLatentImage",
+    "KSampler",
+    "VAEDecode",
+    "LoadImage",
+    "PreviewImage",
+)
 
 
 def tone_wav(seconds: float = 0.5, rate: int = 16000, hz: float = 440.0) -> bytes:
@@ -288,20 +305,56 @@ def _mine(event: dict[str, Any], prompt_id: str) -> bool:
     return event.get("type") == "status"
 
 
-def record_all(base_url: str, out: Path, output_dir: Path) -> list[Path]:
-    """Record every scenario; returns the files written (``<name>.json``) plus
-    ``system_stats.json``."""
+def recorded_classes() -> list[str]:
+    """The node classes object_info.json keeps: the scenarios' and CATALOGUE_EXTRA."""
+    used = {str(node["class_type"]) for scenario in scenarios() for node in scenario.graph.values()}
+    return sorted(used | set(CATALOGUE_EXTRA))
+
+
+def record_object_info(http: httpx.Client, version: str | None) -> dict[str, Any]:
+    everything = http.get("/object_info").json()
+    kept = {name: everything[name] for name in recorded_classes() if name in everything}
+    return {
+        "name": OBJECT_INFO,
+        "notes": f"{len(kept)} of the {len(everything)} node classes of /object_info",
+        "comfyui_version": version,
+        "object_info": kept,
+    }
+
+
+def names() -> list[str]:
+    """What ``record --only`` takes."""
+    return [STATS, OBJECT_INFO, *(s.name for s in scenarios())]
+
+
+def record_all(
+    base_url: str, out: Path, output_dir: Path, only: Collection[str] | None = None
+) -> list[Path]:
+    """Record ``system_stats.json``, ``object_info.json`` and every scenario (or those of
+    :func:`names` in ``only``); returns the files written."""
+    unknown = set(only or ()) - set(names())
+    if unknown:
+        raise ValueError(f"nothing to record named {sorted(unknown)} (known: {names()})")
+    wanted = set(only or names())
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with httpx.Client(base_url=base_url.rstrip("/"), timeout=60, trust_env=False) as http:
         stats = http.get("/system_stats").json()
-        path = out / "system_stats.json"
-        path.write_text(json.dumps(stats, indent=1) + "\n")
-        written.append(path)
+        version = stats.get("system", {}).get("comfyui_version")
+        if STATS in wanted:
+            path = out / f"{STATS}.json"
+            path.write_text(json.dumps(stats, indent=1) + "\n")
+            written.append(path)
+        if OBJECT_INFO in wanted:
+            path = out / f"{OBJECT_INFO}.json"
+            path.write_text(json.dumps(record_object_info(http, version), indent=1) + "\n")
+            written.append(path)
         for scenario in scenarios():
+            if scenario.name not in wanted:
+                continue
             log.info("recording %s", scenario.name)
             recording = record_one(http, base_url, output_dir, scenario)
-            recording["comfyui_version"] = stats.get("system", {}).get("comfyui_version")
+            recording["comfyui_version"] = version
             path = out / f"{scenario.name}.json"
             path.write_text(json.dumps(recording, indent=1) + "\n")
             written.append(path)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from genstack.core.settings import CommaList, JobWorkerSettings
+from genstack.core.settings import CommaList, JobWorkerSettings, StorageSettings
 from genstack.provision.settings import ProvisionSettings
 
 
-class ComfyUISettings(JobWorkerSettings, ProvisionSettings):
+class ComfyUISettings(JobWorkerSettings, ProvisionSettings, StorageSettings):
     comfyui_dir: Path = Field(
         default=Path("/opt/comfyui/ComfyUI"),
         description="The ComfyUI checkout `genstack-comfyui start` runs (main.py in it); "
@@ -37,8 +37,36 @@ class ComfyUISettings(JobWorkerSettings, ProvisionSettings):
     )
     update_nodes_on_start: bool = Field(
         default=False,
-        description="Seed toggle: pull and reinstall custom nodes at start. Not supported "
-        "by this build (nodes are pinned in the image); true stops the start with a message.",
+        description="Seed toggle, an opt-in: at start, fast-forward every custom node that is "
+        "a git checkout to its branch's upstream, install its requirements.txt if that changed, "
+        "and load ComfyUI to check it; a node whose update fails any step is rolled back to the "
+        "commit it had and reported. Off: the nodes stay at the image's pins.",
+    )
+    comfyui_constraints: Path = Field(
+        default=Path("/opt/comfyui/constraints.txt"),
+        description="pip constraints for installing an updated node's requirements "
+        "(UPDATE_NODES_ON_START); the image's copy of services/comfyui/constraints.txt by "
+        "default. Must exist when UPDATE_NODES_ON_START is true.",
+    )
+    comfyui_node_git_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="UPDATE_NODES_ON_START: time allowed to each git command (a fetch, a "
+        "fast-forward) on one node.",
+    )
+    comfyui_node_install_timeout_s: float = Field(
+        default=1200.0,
+        gt=0,
+        le=7200,
+        description="UPDATE_NODES_ON_START: time allowed to installing one node's requirements.",
+    )
+    comfyui_node_check_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=3600,
+        description="UPDATE_NODES_ON_START: time allowed to one import check (loading ComfyUI "
+        "and every custom node once).",
     )
     comfyui_url: str = Field(
         default="http://127.0.0.1:8188", description="Where the worker reaches ComfyUI."
@@ -58,6 +86,31 @@ class ComfyUISettings(JobWorkerSettings, ProvisionSettings):
         gt=0,
         description="How long ComfyUI may be unreachable mid-job before the job gives up "
         "(it is retried later, as when ComfyUI is down at the start).",
+    )
+    comfyui_catalogue_refresh_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the worker publishes ComfyUI's node catalogue (/object_info) "
+        "to Redis, from which the gateway refuses a workflow with an unknown node, a "
+        "missing input or a bad link at submission (0: not published, so not checked).",
+    )
+    comfyui_templates_dir: Path | None = Field(
+        default=None,
+        description="A folder of your own templates (<name>.yaml, the format of "
+        "docs/comfyui.md), added to the built-in ones; one of the same name replaces it.",
+    )
+    comfyui_warmup: bool = Field(
+        default=False,
+        description="Run each available template once at its smallest size after start, so "
+        "the first job does not pay for loading its models; /readyz says warm or not.",
+    )
+    comfyui_warmup_timeout_s: float = Field(
+        default=900.0, gt=0, description="Time allowed for one template's warm-up run."
+    )
+    tts_voices_dir: Path = Field(
+        default=Path("/data/voices"),
+        description="The shared voice library (the speech servers' TTS_VOICES_DIR), where "
+        "a VibeVoice job's voice names are found.",
     )
     comfyui_input_allow_networks: CommaList[str] = Field(
         default_factory=list,

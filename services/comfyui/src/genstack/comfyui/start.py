@@ -1,4 +1,5 @@
-"""``genstack-comfyui start``: GPU flags, models, extra model paths, then ComfyUI itself.
+"""``genstack-comfyui start``: custom node updates (UPDATE_NODES_ON_START, node_update.py), GPU
+flags, models, extra model paths, then ComfyUI itself.
 
 The process becomes ComfyUI (``os.execv``): signals, exit code and logs are ComfyUI's own, so
 a container's stop and health check see ComfyUI, not a wrapper. Its argv is the contract::
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from genstack.comfyui.node_update import update_custom_nodes
 from genstack.comfyui.settings import ComfyUISettings
 from genstack.provision import ProvisionError, ProvisionReport, ensure_models
 from genstack.provision.gpu import GpuProfile, resolve_profile
@@ -105,19 +107,22 @@ def prepare(
     profile: GpuProfile | None = None,
     state_dir: Path | None = None,
 ) -> list[str]:
-    """Everything before the exec: checks, GPU profile, models, extra model paths. Returns
-    ComfyUI's argv; raises StartError naming what is wrong."""
-    if settings.update_nodes_on_start:
-        raise StartError(
-            "UPDATE_NODES_ON_START=true is not supported by this build: its custom nodes are "
-            "pinned in the image (services/comfyui/nodes.lock.yaml); rebuild the image to "
-            "update them, or unset the variable"
-        )
+    """Everything before the exec: checks, custom node updates (opt-in), GPU profile, models,
+    extra model paths. Returns ComfyUI's argv; raises StartError naming what is wrong."""
     main = settings.comfyui_dir / "main.py"
     if not main.is_file():
         raise StartError(f"COMFYUI_DIR={settings.comfyui_dir} has no main.py (not a checkout)")
     if not settings.comfyui_python.is_file():
         raise StartError(f"COMFYUI_PYTHON={settings.comfyui_python} does not exist")
+    if settings.update_nodes_on_start:
+        if not settings.comfyui_constraints.is_file():
+            raise StartError(
+                f"UPDATE_NODES_ON_START=true needs COMFYUI_CONSTRAINTS, and "
+                f"{settings.comfyui_constraints} does not exist: point it at a constraints file "
+                "(services/comfyui/constraints.txt), or unset UPDATE_NODES_ON_START"
+            )
+        # A node that fails to update is rolled back and logged; the start goes on.
+        update_custom_nodes(settings)
     try:
         profile = profile or resolve_profile(env)
     except ValueError as exc:

@@ -1,6 +1,7 @@
 """Typed templates: an API-format graph plus a declarative map from typed params to its inputs.
 
-A template is data (``templates/<name>.yaml`` in this package, or TEMPLATES_DIR)::
+A template is data (``builtin_templates/<name>.yaml`` in this package, or the folder
+COMFYUI_TEMPLATES_DIR names)::
 
     name: sdxl                      # the file's stem; what `template` in a job names
     type: image                     # the job type it serves: image | video | tts
@@ -46,7 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
+from genstack.core.contracts.comfyui import ImageParams, VibeVoiceParams, VideoParams
+from genstack.core.contracts.comfyui_templates import PublishedTemplate, TemplateParam
 from genstack.core.jobs import JobType
 
 Graph = dict[str, dict[str, Any]]
@@ -229,13 +233,10 @@ class Template:
         for name in params:
             if name not in self.params:
                 raise ParamsError(name, f"template {self.name!r} does not take {name!r}")
-        # An expression among the defaults (check's carry the template's as written) is
-        # evaluated below, over the values this job ends up with, never bound as text.
-        given = {
-            k: v
-            for k, v in (defaults or {}).items()
-            if v is not None and not (isinstance(v, str) and v[:1] == "=")
-        } | {k: v for k, v in params.items() if v is not None}
+        found = {k: v for k, v in (defaults or {}).items() if not _is_expression(v)}
+        given = {k: v for k, v in found.items() if v is not None} | {
+            k: v for k, v in params.items() if v is not None
+        }
         values = self._values(given, rng or random.randint)
         graph = copy.deepcopy(self.graph)
         for name, spec in self.params.items():
@@ -256,7 +257,7 @@ class Template:
         for name, spec in self.params.items():
             if name in values:
                 continue
-            if isinstance(spec.default, str) and spec.default.startswith("="):
+            if _is_expression(spec.default):
                 continue  # after every literal, below
             if spec.default is not None:
                 values[name] = spec.default
@@ -267,9 +268,13 @@ class Template:
             elif spec.required:
                 raise ParamsError(name, f"template {self.name!r} needs {name!r}")
         for name, spec in self.params.items():
-            if name not in values and isinstance(spec.default, str) and spec.default[:1] == "=":
-                values[name] = evaluate(spec.default[1:], values)
+            if name not in values and _is_expression(spec.default):
+                values[name] = evaluate(str(spec.default)[1:], values)
         return values
+
+
+def _is_expression(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("=")
 
 
 def load_node_id(param: str, index: int = 0) -> str:
@@ -287,7 +292,7 @@ def _add_loaders(
     if len(files) > len(spec.targets) and isinstance(value, list):
         raise ParamsError(name, f"{name!r} takes at most {len(spec.targets)} files")
     others = {
-        key: evaluate(v[1:], values) if isinstance(v, str) and v[:1] == "=" else v
+        key: evaluate(v[1:], values) if _is_expression(v) else v
         for key, v in spec.loader_inputs.items()
     }
     for index, file in enumerate(files):
@@ -374,7 +379,7 @@ def load_template(path: Path) -> Template:
 def load_templates(folder: Path | None = None) -> dict[str, Template]:
     """Every template of ``folder`` (the package's own by default), by name."""
     if folder is None:
-        root = resources.files("genstack.comfyui") / "templates"
+        root = resources.files("genstack.comfyui") / "builtin_templates"
         paths = [Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")]
     else:
         paths = list(folder.glob("*.yaml"))
@@ -535,3 +540,76 @@ def _explain_preferred(problem: Problem, template: Template) -> Problem:
             message = f"none of the model files {files} is in {problem.folder}/"
             return Problem(message, problem.folder, problem.file)
     return problem
+
+
+# -- what the worker publishes ------------------------------------------------------------
+
+PARAMS_MODELS: dict[JobType, type[BaseModel]] = {
+    JobType.IMAGE: ImageParams,
+    JobType.VIDEO: VideoParams,
+    JobType.TTS: VibeVoiceParams,
+}
+
+
+def _plain(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A field's JSON schema without pydantic's ``anyOf [..., null]`` of an optional."""
+    plain = {k: v for k, v in schema.items() if k not in ("anyOf", "default", "title")}
+    for branch in schema.get("anyOf", []):
+        if branch.get("type") != "null":
+            plain = {**branch, **plain}
+            break
+    return plain
+
+
+def _narrow(schema: dict[str, Any], spec: Any) -> None:
+    """Narrow a param's schema by ComfyUI's input spec (``["INT", {"min", "max", "step"}]``)."""
+    if not (isinstance(spec, list) and len(spec) > 1 and spec[0] in ("INT", "FLOAT")):
+        return
+    limits = spec[1] if isinstance(spec[1], dict) else {}
+    low, high, step = limits.get("min"), limits.get("max"), limits.get("step")
+    if low is not None:
+        schema["minimum"] = max(low, schema.get("minimum", low))
+    if high is not None:
+        schema["maximum"] = min(high, schema.get("maximum", high))
+    if spec[0] == "INT" and isinstance(step, int) and step > 1:
+        schema["x-step"] = {"from": int(low or 0), "step": step}
+
+
+def published(result: Availability, object_info: Mapping[str, Any]) -> PublishedTemplate:
+    """The template as ``GET /v1/templates`` shows it and the gateway checks jobs against."""
+    template = result.template
+    base = PARAMS_MODELS[template.type].model_json_schema()
+    fields = base.get("properties", {})
+    params: dict[str, TemplateParam] = {}
+    for name, spec in template.params.items():
+        field_name = "input" if name == "text" and "text" not in fields else name
+        schema = _plain(fields.get(field_name, {}))
+        schema.pop("$ref", None)
+        if spec.targets and spec.load is None:
+            target = spec.targets[0]
+            info = _spec(object_info, template.graph[target.node]["class_type"], target.input)
+            options = result.choices.get(name, _combo(info))
+            if options is not None:
+                schema["enum"] = list(options)
+            _narrow(schema, info)
+        if spec.lora_chain is not None:
+            item = {
+                "type": "object",
+                "properties": {"name": {"enum": result.choices.get(name, [])}},
+            }
+            schema = {"type": "array", "items": item, "maxItems": schema.get("maxItems", 8)}
+        default = result.defaults.get(name)
+        if isinstance(default, str) and default.startswith("="):
+            schema["x-default-expression"] = default[1:].strip()
+            default = None
+        params[name] = TemplateParam(schema=schema, required=spec.required, default=default)
+    return PublishedTemplate(
+        name=template.name,
+        type=template.type,
+        title=template.title,
+        rank=template.rank,
+        available=result.available,
+        reason=result.reason,
+        params=params,
+        notes=template.notes,
+    )

@@ -3,7 +3,8 @@
 - every save node's ``filename_prefix`` goes under the job's folder (``<job-id>/...``), so
   outputs land in ``OUTPUT_DIR/<job-id>/`` and an identical resubmission writes new files
   instead of being answered from ComfyUI's cache;
-- loader inputs given as http(s) URLs are found, to be fetched and uploaded first;
+- loader inputs given as http(s) URLs are found, to be fetched and uploaded first (and in a
+  template's graph, those given as stored objects' keys, to be read from storage);
 - a finished prompt's outputs are the files its history lists, checked on disk.
 """
 
@@ -32,6 +33,15 @@ LOADER_KIND: dict[str, str] = {
 }
 
 
+# A speech job's response_format -> ComfyUI's audio save node (and its quality input): what
+# ComfyUI writes itself; other formats are refused at submission.
+AUDIO_SAVERS: dict[str, tuple[str, dict[str, str]]] = {
+    "flac": ("SaveAudio", {}),
+    "mp3": ("SaveAudioMP3", {"quality": "V0"}),
+    "opus": ("SaveAudioOpus", {"quality": "128k"}),
+}
+
+
 class OutputError(Exception):
     """The prompt succeeded but its files are not usable (missing, empty, elsewhere)."""
 
@@ -41,7 +51,8 @@ class UrlInput:
     node_id: str
     class_type: str
     input: str
-    url: str
+    url: str  # the URL, or the object key where ``stored``
+    stored: bool = False
 
     @property
     def kind(self) -> str:
@@ -65,6 +76,16 @@ def prefix_outputs(graph: dict[str, dict[str, Any]], job_id: str) -> dict[str, d
     return result
 
 
+def save_audio_as(graph: dict[str, dict[str, Any]], response_format: str) -> None:
+    """Make every audio save node of ``graph`` write ``response_format`` (flac, mp3, opus)."""
+    class_type, extra = AUDIO_SAVERS[response_format]
+    savers = {name for name, _ in AUDIO_SAVERS.values()}
+    for node in graph.values():
+        if node.get("class_type") in savers:
+            inputs = {k: v for k, v in node["inputs"].items() if k != "quality"}
+            node["class_type"], node["inputs"] = class_type, {**inputs, **extra}
+
+
 def url_inputs(graph: dict[str, dict[str, Any]]) -> list[UrlInput]:
     found = []
     for node_id, node in graph.items():
@@ -72,6 +93,18 @@ def url_inputs(graph: dict[str, dict[str, Any]]) -> list[UrlInput]:
         value = (node.get("inputs") or {}).get(name) if name else None
         if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
             found.append(UrlInput(node_id, str(node["class_type"]), str(name), value))
+    return found
+
+
+def stored_inputs(graph: dict[str, dict[str, Any]]) -> list[UrlInput]:
+    """Loader inputs naming a stored object by its key (a template's input files: what is
+    not a URL is a key, never a file of ComfyUI's input folder)."""
+    found = []
+    for node_id, node in graph.items():
+        name = URL_LOADERS.get(str(node.get("class_type")))
+        value = (node.get("inputs") or {}).get(name) if name else None
+        if isinstance(value, str) and not value.lower().startswith(("http://", "https://")):
+            found.append(UrlInput(node_id, str(node["class_type"]), str(name), value, stored=True))
     return found
 
 

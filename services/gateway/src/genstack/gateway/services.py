@@ -30,6 +30,7 @@ from genstack.core.storage import Storage, storage_from_settings
 from genstack.gateway.backends import Registry, build_registry
 from genstack.gateway.links import ArtifactLinks, FileSigner, shared_signing_key
 from genstack.gateway.metrics import GatewayMetrics
+from genstack.gateway.node_catalogue import NodeCatalogue
 from genstack.gateway.settings import GatewaySettings
 from genstack.gateway.submit import JobSubmitter
 from genstack.gateway.webhooks.signing import WebhookSigner
@@ -75,6 +76,7 @@ class Services:
     url_policy: UrlPolicy
     webhook_signer: WebhookSigner | None
     limiter: anyio.CapacityLimiter
+    node_catalogue: NodeCatalogue
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     @classmethod
@@ -119,6 +121,7 @@ class Services:
         secret = settings.gateway_webhook_secret
         aredis = async_redis(settings.redis_url, socket_timeout=SSE_HEARTBEAT_S + 15)
         jobs = AsyncJobStore(aredis, prefix=store.prefix, ttl_s=store.ttl_s)
+        limiter = anyio.CapacityLimiter(settings.gateway_threads)
         return cls(
             settings=settings,
             registry=registry,
@@ -137,7 +140,10 @@ class Services:
             webhook_http=webhook_http,
             url_policy=UrlPolicy(settings.gateway_webhook_allow_networks),
             webhook_signer=WebhookSigner(secret.get_secret_value()) if secret else None,
-            limiter=anyio.CapacityLimiter(settings.gateway_threads),
+            limiter=limiter,
+            node_catalogue=NodeCatalogue(
+                aredis, cache_s=settings.gateway_node_catalogue_cache_s, limiter=limiter
+            ),
         )
 
     async def run_sync(self, func: Callable[..., T], *args: object) -> T:

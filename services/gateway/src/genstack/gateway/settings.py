@@ -121,6 +121,13 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
         default=300.0, gt=0, description="Longest silence from a backend mid-response."
     )
     gateway_voices_timeout_s: float = Field(default=3.0, gt=0)
+    gateway_node_catalogue_cache_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="How long the ComfyUI node catalogue the workers publish is kept before "
+        "it is read again (0: at every workflow submission).",
+    )
     # webhooks -----------------------------------------------------------------------------
     gateway_webhook_secret: SecretStr | None = Field(
         default=None, description="Standard Webhooks secret, whsec_<base64>; none: no webhooks."

@@ -4,7 +4,8 @@ files in services/comfyui/tests/recordings, whose folder the test gives). A subm
 is matched to the recording of the same graph (node ids, class types and literal inputs; save
 prefixes and uploaded file names may differ); its websocket events are played to the
 submitting client, its output files written to the output folder, and its history entry
-served once it has ended.
+served once it has ended. ``/object_info`` answers the recorded node classes, as ComfyUI
+does (``object_info`` may be changed by a test: a ComfyUI with other nodes).
 
 Faults for tests: ``ws_mode`` "silent" (a socket that stays open and says nothing) or
 "drop" (closed at the first event); ``restart()`` forgets every prompt (a ComfyUI restart);
@@ -30,11 +31,9 @@ LOADER_INPUTS = {"image", "audio", "file", "video"}
 
 
 def load_recordings(folder: Path) -> dict[str, dict[str, Any]]:
-    return {
-        p.stem: json.loads(p.read_text())
-        for p in sorted(folder.glob("*.json"))
-        if "submit" in p.read_text()
-    }
+    """The recorded prompts (not system_stats.json nor object_info.json)."""
+    loaded = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    return {name: data for name, data in loaded.items() if "submit" in data}
 
 
 def _fill(value: Any, prompt_id: str, job: str) -> Any:
@@ -67,6 +66,11 @@ class ComfyReplay:
         self.output_dir = output_dir
         self.recordings = load_recordings(recordings)
         self.stats = json.loads((recordings / "system_stats.json").read_text())
+        # ComfyUI's /object_info entries of the recorded node classes (none: an empty one).
+        catalogue = recordings / "object_info.json"
+        self.object_info: dict[str, Any] = (
+            json.loads(catalogue.read_text())["object_info"] if catalogue.is_file() else {}
+        )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_mode = "normal"
@@ -140,7 +144,7 @@ class ComfyReplay:
         return web.json_response(self.stats)
 
     async def _object_info(self, request: web.Request) -> web.Response:
-        return web.json_response({})
+        return web.json_response(self.object_info)
 
     async def _upload(self, request: web.Request) -> web.Response:
         form = await request.post()

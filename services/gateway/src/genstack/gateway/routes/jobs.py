@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response, StreamingResponse
 
+from genstack.core.contracts.comfyui import WorkflowParams
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobNotFoundError
 from genstack.core.ssrf import MAX_URL_CHARS, UnsafeUrlError
@@ -113,6 +114,23 @@ def validated_params(backend: Backend, job_type: JobType, params: Any) -> dict[s
         prefixed = [{**e, "loc": ("params", *e["loc"])} for e in exc.errors()]
         message, param = validation_message(prefixed)
         raise ApiError(400, message, code="invalid_params", param=param) from None
+
+
+async def check_nodes(
+    svc: Services, backend: Backend, job_type: JobType, params: dict[str, Any]
+) -> None:
+    """A ComfyUI workflow against the node catalogue its workers publish: a 400 for what
+    ComfyUI would refuse at once (an unknown node, a missing input, a bad link), with
+    ``param`` at the first; nothing when no worker publishes one."""
+    if not issubclass(backend.params[job_type], WorkflowParams):
+        return
+    problems = await svc.node_catalogue.problems(params["workflow"])
+    if not problems:
+        return
+    message = "; ".join(p.message for p in problems[:5])
+    if len(problems) > 5:
+        message += f" (and {len(problems) - 5} more)"
+    raise ApiError(400, message, code=problems[0].code, param=problems[0].param)
 
 
 async def submit_job(
@@ -233,6 +251,7 @@ async def create_job(request: Request) -> Response:
     svc = services(request)
     backend = pick_backend(svc, body.type, body.backend)
     params = validated_params(backend, body.type, body.params)
+    await check_nodes(svc, backend, body.type, params)
     submission = await submit_job(
         svc,
         request,
