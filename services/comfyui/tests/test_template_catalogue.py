@@ -26,7 +26,9 @@ from genstack.comfyui.templates import (
     check,
     check_graph,
     load_templates,
+    published,
 )
+from genstack.core.contracts.comfyui_templates import template_problems
 from genstack.core.jobs import JobType
 from genstack.provision import load_catalog
 from genstack.provision.gpu import resolve_profile
@@ -499,3 +501,18 @@ def test_the_default_template_follows_what_is_provisioned(
 ) -> None:
     results = _availability(templates, object_info, Scenario(env, added))
     assert default_template(results, job_type) == expected
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_the_gateway_accepts_typical_params_for_what_the_worker_publishes(
+    name: str, templates: dict[str, Template], object_info: dict[str, Any]
+) -> None:
+    template = templates[name]
+    info = with_model_files(object_info, provisioned(SCENARIOS[name]))
+    entry = published(check(template, info), info)
+    assert entry.available, entry.reason
+    params = {"template": name, **_typical(template)}
+    assert template_problems(template.type, params, {name: entry}) == []
+    # Every default it publishes is one the gateway would accept back.
+    defaults = {k: p.default for k, p in entry.params.items() if p.default is not None}
+    assert template_problems(template.type, {**params, **defaults}, {name: entry}) == []
