@@ -136,7 +136,7 @@ class Warmup:
 
     def _run_one(self, template: PublishedTemplate) -> str:
         started = time.monotonic()
-        params = tiny_params(template)
+        params = {**tiny_params(template), "template": template.name}
         specs = self.registry.templates[template.name].params
         try:
             for name, spec in specs.items():

@@ -86,8 +86,11 @@ def fresh_templates(fields: Iterable[str], now: float) -> dict[str, PublishedTem
 def default_template(
     templates: Mapping[str, PublishedTemplate], job_type: JobType
 ) -> PublishedTemplate | None:
-    """The available template of ``job_type`` with the highest rank (ties: by name)."""
-    candidates = [t for t in templates.values() if t.type == job_type and t.available]
+    """The available template of ``job_type`` with the highest rank (ties: by name); one
+    ranked below 0 (an edit, an image-to-video: it needs an input) is never the default."""
+    candidates = [
+        t for t in templates.values() if t.type == job_type and t.available and t.rank >= 0
+    ]
     if not candidates:
         return None
     return sorted(candidates, key=lambda t: (-t.rank, t.name))[0]
