@@ -16,7 +16,7 @@ import pytest
 from genstack.comfyui.client import ComfyUIClient
 from genstack.comfyui.handler import ComfyJobHandler
 from genstack.comfyui.inputs import InputFetcher
-from genstack.comfyui.recorder import tone_wav
+from genstack.comfyui.recorder import record_all, tone_wav
 from genstack.core.job_runner import JobOutcome, JobRunner
 from genstack.core.jobs import Job, JobStatus, JobType
 from genstack.core.jobstore import JobStore
@@ -131,3 +131,11 @@ def test_cancel_interrupts_and_the_next_job_runs(
     assert store.require(slow.id).status == JobStatus.CANCELLED
     following = job(store, "image_batch")
     assert run.run(following.id) == JobOutcome.HANDED_OVER
+
+
+def test_the_recorder_skips_a_scenario_whose_checkpoint_comfyui_lacks(
+    comfyui: Real, tmp_path: Path
+) -> None:
+    # This ComfyUI has no models: sd15_txt2img would record a refusal in place of a picture.
+    assert record_all(comfyui.url, tmp_path, comfyui.outputs, ["sd15_txt2img"]) == []
+    assert list(tmp_path.iterdir()) == []

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("settings", help="print the effective settings (secrets masked) and exit")
     record = sub.add_parser(
         "record",
-        help="run model-free workflows against a ComfyUI and write its HTTP and websocket "
+        help="run the recorder's workflows against a ComfyUI and write its HTTP and websocket "
         "exchanges as JSON (the replay stand-in's fixtures)",
     )
     record.add_argument("--url", required=True, help="ComfyUI's base URL")
@@ -32,13 +32,24 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="that ComfyUI's --output-directory (the files are recorded too)",
     )
+    record.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="record this scenario only (repeatable); system_stats.json is then left as it is",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "record":
         configure_logging("comfyui-record", "INFO", "text")
         from genstack.comfyui.recorder import record_all
 
-        for path in record_all(args.url, args.out, args.output_dir):
+        try:
+            written = record_all(args.url, args.out, args.output_dir, args.only)
+        except ValueError as exc:
+            print(f"genstack-comfyui record: {exc}", file=sys.stderr)
+            return 2
+        for path in written:
             print(path)
         return 0
 

@@ -1,5 +1,10 @@
-"""``genstack-comfyui record``: run model-free workflows against a real ComfyUI and write its
-HTTP and websocket exchanges as JSON, the fixtures the replay stand-in serves in CI.
+"""``genstack-comfyui record``: run workflows against a real ComfyUI and write its HTTP and
+websocket exchanges as JSON, the fixtures the replay stand-in serves in CI.
+
+Most are model-free. ``sd15_txt2img`` needs the random-weight SD1.5 checkpoint of
+genstack.testing.checkpoints in ComfyUI's checkpoints folder as :data:`SD15_CHECKPOINT`; a
+scenario whose checkpoint ComfyUI does not list is skipped (the recording never holds the
+checkpoint, only the exchange and the output files).
 
 Each recording holds the graph, the upload (if any), the answer to ``POST /prompt``, every
 websocket event of the prompt (with its time offset), the final ``/history`` entry and the
@@ -19,7 +24,7 @@ import threading
 import time
 import uuid
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,9 @@ log = logging.getLogger(__name__)
 
 PROMPT = "{{prompt_id}}"
 JOB = "{{job}}"
+# The name the SD1.5 checkpoint with random weights (genstack.testing.checkpoints) is given in
+# ComfyUI's checkpoints folder, by the recording and by the tests that replay it alike.
+SD15_CHECKPOINT = "genstack-sd15-random.safetensors"
 
 
 def tone_wav(seconds: float = 0.5, rate: int = 16000, hz: float = 440.0) -> bytes:
@@ -56,6 +64,48 @@ def _image(width: int, height: int, batch: int, color: int = 0x3366CC) -> dict[s
     }
 
 
+def txt2img(
+    checkpoint: str,
+    *,
+    width: int = 64,
+    height: int = 64,
+    steps: int = 1,
+    seed: int = 0,
+    prefix: str = f"{JOB}/txt2img",
+) -> dict[str, dict[str, Any]]:
+    """Plain SD1.5 text to image: checkpoint, two prompts, an empty latent, KSampler (euler,
+    normal), VAE decode, SaveImage."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        "2": {
+            "class_type": "CLIPTextEncode",
+            "inputs": {"clip": ["1", 1], "text": "a lighthouse on a cliff at dusk"},
+        },
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
+        "4": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": width, "height": height, "batch_size": 1},
+        },
+        "5": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent_image": ["4", 0],
+                "seed": seed,
+                "steps": steps,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}},
+    }
+
+
 @dataclass
 class Scenario:
     name: str
@@ -63,6 +113,7 @@ class Scenario:
     upload: tuple[str, bytes, str] | None = None  # file name, bytes, content type
     upload_into: tuple[str, str] | None = None  # node id, input the uploaded value goes to
     interrupt_on_node: str | None = None
+    checkpoint: str | None = None  # the file it needs in ComfyUI's checkpoints folder
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -175,6 +226,13 @@ def scenarios() -> list[Scenario]:
             interrupt_on_node="2",
             notes="a slow node on CPU; POST /interrupt {prompt_id} once it runs",
         ),
+        Scenario(
+            "sd15_txt2img",
+            txt2img(SD15_CHECKPOINT),
+            checkpoint=SD15_CHECKPOINT,
+            notes="SD1.5 with random weights (genstack.testing.checkpoints): 64x64, 1 step, "
+            "a real PNG of noise",
+        ),
     ]
 
 
@@ -250,7 +308,7 @@ def record_one(http: httpx.Client, base_url: str, output_dir: Path, s: Scenario)
         exchanges["submit"] = {"status": response.status_code, "body": response.json()}
         history: dict[str, Any] = {}
         if response.status_code == 200:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 600  # a checkpoint's first load on CPU is slow
             while time.monotonic() < deadline:
                 history = http.get(f"/history/{prompt_id}").json()
                 entry = history.get(prompt_id) or {}
@@ -288,17 +346,41 @@ def _mine(event: dict[str, Any], prompt_id: str) -> bool:
     return event.get("type") == "status"
 
 
-def record_all(base_url: str, out: Path, output_dir: Path) -> list[Path]:
-    """Record every scenario; returns the files written (``<name>.json``) plus
-    ``system_stats.json``."""
+def _checkpoints(http: httpx.Client) -> set[str]:
+    info = http.get("/object_info/CheckpointLoaderSimple").json()
+    choices = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    return {str(c) for c in choices}
+
+
+def record_all(
+    base_url: str, out: Path, output_dir: Path, names: Collection[str] | None = None
+) -> list[Path]:
+    """Record every scenario, or those in ``names``; returns the files written
+    (``<name>.json``, and ``system_stats.json`` when recording them all). A scenario whose
+    checkpoint ComfyUI does not list is skipped."""
+    known = {s.name for s in scenarios()}
+    unknown = set(names or ()) - known
+    if unknown:
+        raise ValueError(f"no scenario {sorted(unknown)}; there are {sorted(known)}")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with httpx.Client(base_url=base_url.rstrip("/"), timeout=60, trust_env=False) as http:
         stats = http.get("/system_stats").json()
-        path = out / "system_stats.json"
-        path.write_text(json.dumps(stats, indent=1) + "\n")
-        written.append(path)
+        if names is None:
+            path = out / "system_stats.json"
+            path.write_text(json.dumps(stats, indent=1) + "\n")
+            written.append(path)
+        checkpoints = _checkpoints(http)
         for scenario in scenarios():
+            if names is not None and scenario.name not in names:
+                continue
+            if scenario.checkpoint is not None and scenario.checkpoint not in checkpoints:
+                log.warning(
+                    "skipping %s: ComfyUI lists no checkpoint %s",
+                    scenario.name,
+                    scenario.checkpoint,
+                )
+                continue
             log.info("recording %s", scenario.name)
             recording = record_one(http, base_url, output_dir, scenario)
             recording["comfyui_version"] = stats.get("system", {}).get("comfyui_version")
