@@ -83,7 +83,8 @@ def build_checkpoint(
     timeout: float = BUILD_TIMEOUT_S,
 ) -> Path:
     """Write a random-weight ``arch`` checkpoint (one .safetensors) to ``dest``, whole or not
-    at all (written beside it, then renamed). The same seed gives the same file."""
+    at all (written beside it, then renamed). The same seed gives the same tensors (the
+    header's metadata may come in another order)."""
     _checked(arch, dtype)
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
@@ -101,6 +102,7 @@ def build_checkpoint(
             str(partial),
             timeout=timeout,
         )
+        partial.chmod(0o644)  # safetensors writes 0600; a ComfyUI run as another user reads it
         partial.replace(dest)
     finally:
         partial.unlink(missing_ok=True)
