@@ -18,7 +18,7 @@ from genstack.comfyui.catalogue import CataloguePublisher
 from genstack.comfyui.client import ComfyUIClient, PromptRejectedError
 from genstack.comfyui.handler import ComfyJobHandler
 from genstack.comfyui.inputs import InputFetcher
-from genstack.comfyui.recorder import tone_wav
+from genstack.comfyui.recorder import record_all, tone_wav
 from genstack.core.contracts.comfyui_nodes import (
     NODES_KEY,
     PublishedNodes,
@@ -190,3 +190,11 @@ def test_the_published_catalogue_refuses_what_comfyui_refuses_and_no_more(
     finally:
         client.close()
         redis.close()
+
+
+def test_the_recorder_skips_a_scenario_whose_checkpoint_comfyui_lacks(
+    comfyui: Real, tmp_path: Path
+) -> None:
+    # This ComfyUI has no models: sd15_txt2img would record a refusal in place of a picture.
+    assert record_all(comfyui.url, tmp_path, comfyui.outputs, ["sd15_txt2img"]) == []
+    assert list(tmp_path.iterdir()) == []

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("settings", help="print the effective settings (secrets masked) and exit")
     record = sub.add_parser(
         "record",
-        help="run model-free workflows against a ComfyUI and write its HTTP and websocket "
+        help="run the recorder's workflows against a ComfyUI and write its HTTP and websocket "
         "exchanges as JSON (the replay stand-in's fixtures)",
     )
     record.add_argument("--url", required=True, help="ComfyUI's base URL")

@@ -1,5 +1,10 @@
-"""``genstack-comfyui record``: run model-free workflows against a real ComfyUI and write its
-HTTP and websocket exchanges as JSON, the fixtures the replay stand-in serves in CI.
+"""``genstack-comfyui record``: run workflows against a real ComfyUI and write its HTTP and
+websocket exchanges as JSON, the fixtures the replay stand-in serves in CI.
+
+Most are model-free. ``sd15_txt2img`` needs the random-weight SD1.5 checkpoint of
+genstack.testing.checkpoints in ComfyUI's checkpoints folder as :data:`SD15_CHECKPOINT`; a
+scenario whose checkpoint ComfyUI does not list is skipped (the recording never holds the
+checkpoint, only the exchange and the output files).
 
 Each recording holds the graph, the upload (if any), the answer to ``POST /prompt``, every
 websocket event of the prompt (with its time offset), the final ``/history`` entry and the
@@ -50,6 +55,10 @@ CATALOGUE_EXTRA = (
     "PreviewImage",
 )
 
+# The name the SD1.5 checkpoint with random weights (genstack.testing.checkpoints) is given in
+# ComfyUI's checkpoints folder, by the recording and by the tests that replay it alike.
+SD15_CHECKPOINT = "genstack-sd15-random.safetensors"
+
 
 def tone_wav(seconds: float = 0.5, rate: int = 16000, hz: float = 440.0) -> bytes:
     """A mono 16-bit sine: a real, non-silent audio input."""
@@ -73,6 +82,48 @@ def _image(width: int, height: int, batch: int, color: int = 0x3366CC) -> dict[s
     }
 
 
+def txt2img(
+    checkpoint: str,
+    *,
+    width: int = 64,
+    height: int = 64,
+    steps: int = 1,
+    seed: int = 0,
+    prefix: str = f"{JOB}/txt2img",
+) -> dict[str, dict[str, Any]]:
+    """Plain SD1.5 text to image: checkpoint, two prompts, an empty latent, KSampler (euler,
+    normal), VAE decode, SaveImage."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        "2": {
+            "class_type": "CLIPTextEncode",
+            "inputs": {"clip": ["1", 1], "text": "a lighthouse on a cliff at dusk"},
+        },
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
+        "4": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": width, "height": height, "batch_size": 1},
+        },
+        "5": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent_image": ["4", 0],
+                "seed": seed,
+                "steps": steps,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}},
+    }
+
+
 @dataclass
 class Scenario:
     name: str
@@ -80,6 +131,7 @@ class Scenario:
     upload: tuple[str, bytes, str] | None = None  # file name, bytes, content type
     upload_into: tuple[str, str] | None = None  # node id, input the uploaded value goes to
     interrupt_on_node: str | None = None
+    checkpoint: str | None = None  # the file it needs in ComfyUI's checkpoints folder
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -192,6 +244,13 @@ def scenarios() -> list[Scenario]:
             interrupt_on_node="2",
             notes="a slow node on CPU; POST /interrupt {prompt_id} once it runs",
         ),
+        Scenario(
+            "sd15_txt2img",
+            txt2img(SD15_CHECKPOINT),
+            checkpoint=SD15_CHECKPOINT,
+            notes="SD1.5 with random weights (genstack.testing.checkpoints): 64x64, 1 step, "
+            "a real PNG of noise",
+        ),
     ]
 
 
@@ -267,7 +326,7 @@ def record_one(http: httpx.Client, base_url: str, output_dir: Path, s: Scenario)
         exchanges["submit"] = {"status": response.status_code, "body": response.json()}
         history: dict[str, Any] = {}
         if response.status_code == 200:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 600  # a checkpoint's first load on CPU is slow
             while time.monotonic() < deadline:
                 history = http.get(f"/history/{prompt_id}").json()
                 entry = history.get(prompt_id) or {}
@@ -303,6 +362,12 @@ def _mine(event: dict[str, Any], prompt_id: str) -> bool:
         return True
     # Queue-length updates carry no prompt id; keep them, they are part of the exchange.
     return event.get("type") == "status"
+
+
+def _checkpoints(http: httpx.Client) -> set[str]:
+    info = http.get("/object_info/CheckpointLoaderSimple").json()
+    choices = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    return {str(c) for c in choices}
 
 
 def recorded_classes() -> list[str]:
@@ -349,8 +414,16 @@ def record_all(
             path = out / f"{OBJECT_INFO}.json"
             path.write_text(json.dumps(record_object_info(http, version), indent=1) + "\n")
             written.append(path)
+        checkpoints = _checkpoints(http)
         for scenario in scenarios():
             if scenario.name not in wanted:
+                continue
+            if scenario.checkpoint is not None and scenario.checkpoint not in checkpoints:
+                log.warning(
+                    "skipping %s: ComfyUI lists no checkpoint %s",
+                    scenario.name,
+                    scenario.checkpoint,
+                )
                 continue
             log.info("recording %s", scenario.name)
             recording = record_one(http, base_url, output_dir, scenario)

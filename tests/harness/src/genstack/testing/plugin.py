@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Generator, Iterator
@@ -11,6 +12,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from genstack.testing.checkpoints import cached_checkpoint
 from genstack.testing.docker import docker_available
 from genstack.testing.fault_proxy import FaultProxy
 from genstack.testing.process import ServiceProcess
@@ -25,6 +27,7 @@ __all__ = [
     "redis_url",
     "s3_bucket",
     "s3_server",
+    "sd15_checkpoint",
     "service_process",
 ]
 
@@ -187,3 +190,14 @@ def service_process(
     finally:
         for _, process in reversed(started):
             process.stop()
+
+
+@pytest.fixture(scope="session")
+def sd15_checkpoint() -> Path:
+    """A full-size SD1.5 checkpoint with random weights (fp16, 2.1 GB), built by the ComfyUI
+    checkout's interpreter (COMFYUI_DIR, COMFYUI_PYTHON) once per machine into the cache
+    (genstack.testing.checkpoints); the test is skipped when either variable is unset."""
+    comfyui_dir, python = os.environ.get("COMFYUI_DIR"), os.environ.get("COMFYUI_PYTHON")
+    if not comfyui_dir or not python:
+        pytest.skip("COMFYUI_DIR and COMFYUI_PYTHON are needed to build the SD1.5 checkpoint")
+    return cached_checkpoint("sd15", comfyui_dir=Path(comfyui_dir), python=Path(python))
