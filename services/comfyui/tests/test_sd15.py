@@ -99,5 +99,5 @@ def test_recording_an_unknown_scenario_is_refused_before_any_request(
 ) -> None:
     argv = ["record", "--url", "http://127.0.0.1:9", "--out", str(tmp_path), "--output-dir"]
     assert main([*argv, str(tmp_path), "--only", "sd15_txt2im"]) == 2
-    assert "no scenario ['sd15_txt2im']" in capsys.readouterr().err
+    assert "nothing to record named ['sd15_txt2im']" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
