@@ -22,9 +22,10 @@ import httpx
 import pytest
 from mypy_boto3_s3 import S3Client
 
-from genstack.comfyui.recorder import tone_wav
+from genstack.comfyui.recorder import SD15_CHECKPOINT, TXT2IMG_PARAMS, tone_wav
 from genstack.testing.comfyui_replay import ComfyReplay, load_recordings
 from genstack.testing.file_server import FileServer
+from genstack.testing.png import read_png
 from genstack.testing.redis_server import RedisServer
 from genstack.testing.s3_server import S3Server
 from genstack.testing.sse import read_sse
@@ -68,6 +69,16 @@ class ComfyStack:
     kill_comfyui: Callable[[], None]  # SIGKILL ComfyUI and start it again where it was
 
 
+def sd15() -> Path:
+    from genstack.testing.checkpoints import cached_checkpoint
+
+    return cached_checkpoint(
+        "sd15",
+        comfyui_dir=Path(os.environ["COMFYUI_DIR"]),
+        python=Path(os.environ["COMFYUI_PYTHON"]),
+    )
+
+
 class ComfyUI:
     """The ComfyUI under test: the replay, or a real one through `genstack-comfyui start`."""
 
@@ -79,6 +90,11 @@ class ComfyUI:
             self.replay = ComfyReplay(outputs, RECORDINGS).start()
             self.url = self.replay.url
         else:
+            # The random-weight SD1.5 checkpoint (built once per machine) where provisioning
+            # would put a model, under the name the recordings use.
+            checkpoints = root / "models" / "checkpoints"
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            (checkpoints / SD15_CHECKPOINT).symlink_to(sd15())
             self.url, self.process = start_real_comfyui(root, outputs)
 
     def kill_and_restart(self) -> None:
@@ -123,7 +139,8 @@ def stack(
         started.append(FileServer(files={"/tone.wav": tone_wav()}).start())
         started.append(start_uploader(redis.url, root, env=r2))
         allow = {"COMFYUI_INPUT_ALLOW_NETWORKS": "127.0.0.0/8"}
-        started.append(start_comfyui_worker(redis.url, root, outputs, comfyui.url, env=allow))
+        worker_env = {**allow, **r2, "STORAGE_DIR": str(root / "storage")}
+        started.append(start_comfyui_worker(redis.url, root, outputs, comfyui.url, env=worker_env))
         gateway = start_gateway(redis.url, root, env={**r2, "GATEWAY_ENABLED_BACKENDS": "comfyui"})
         started.append(gateway)
         yield ComfyStack(
@@ -315,3 +332,62 @@ def test_comfyui_killed_mid_job_ends_the_job_and_the_worker_recovers(stack: Comf
         assert job["status"] == "succeeded", job
     after = wait_for(stack, submit(stack, "image_batch"), TERMINAL)
     assert after["status"] == "succeeded", after
+
+
+def submit_typed(stack: ComfyStack, job_type: str, params: dict[str, Any]) -> httpx.Response:
+    """A typed job; retried while the gateway has not seen the worker's templates yet (it
+    reads them at most GATEWAY_NODE_CATALOGUE_CACHE_S late) and so lets it through."""
+    return httpx.post(
+        f"{stack.gateway.url}/v1/jobs",
+        headers=stack.gateway.headers,
+        json={"type": job_type, "params": params},
+    )
+
+
+def test_an_image_job_on_the_txt2img_template_makes_a_png_of_the_size(
+    stack: ComfyStack,
+) -> None:
+    # The recorded txt2img job (the replay answers exactly that graph); on a real ComfyUI the
+    # random-weight SD1.5 checkpoint, the only one there, is the template's default.
+    response = submit_typed(stack, "image", TXT2IMG_PARAMS)
+    assert response.status_code in (200, 201, 202), response.text
+    job = wait_for(stack, response.json()["id"], TERMINAL, timeout=300)
+    assert_landed(stack, job, [".png"])
+    [artifact] = job["artifacts"]
+    body = stack.s3.get_object(Bucket=stack.bucket, Key=artifact["key"])["Body"].read()
+    image = read_png(body)
+    assert (image.width, image.height) == (64, 64)
+    assert image.distinct_values() > 16  # noise from random weights, not a flat colour
+
+
+def test_the_templates_are_listed_with_what_runs_here(stack: ComfyStack) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        response = httpx.get(f"{stack.gateway.url}/v1/templates", headers=stack.gateway.headers)
+        assert response.status_code == 200, response.text
+        listing = {t["name"]: t for t in response.json()["data"]}
+        if listing or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    txt2img = listing["txt2img"]
+    assert txt2img["available"], txt2img
+    assert txt2img["params"]["checkpoint"]["default"] == SD15_CHECKPOINT
+    assert not listing["wan22-5b"]["available"]  # no Wan model here
+    assert "wan2.2_ti2v_5B_fp16.safetensors" in listing["wan22-5b"]["reason"]
+
+
+def test_bad_template_params_are_a_400_naming_the_param(stack: ComfyStack) -> None:
+    cases = [
+        ({"prompt": "x", "width": 100}, "params.width"),  # not a multiple of 8: the contract
+        ({"prompt": "x", "template": "nope"}, "params.template"),
+        ({"prompt": "x", "frames": 9}, "params.frames"),  # an image template takes no frames
+    ]
+    for params, param in cases:
+        deadline = time.monotonic() + 30
+        while True:  # the last two need the published templates
+            response = submit_typed(stack, "image", params)
+            if response.status_code == 400 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["error"]["param"] == param, response.text

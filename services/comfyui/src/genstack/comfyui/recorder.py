@@ -36,6 +36,8 @@ from typing import Any
 import httpx
 
 from genstack.comfyui.client import EventSocket, ws_url
+from genstack.comfyui.templates import load_templates
+from genstack.comfyui.workflow import prefix_outputs
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,19 @@ def _image(width: int, height: int, batch: int, color: int = 0x3366CC) -> dict[s
     }
 
 
+# The params of the recorded txt2img job: what a test submits to get the recorded graph.
+TXT2IMG_PARAMS: dict[str, Any] = {
+    "prompt": "a lighthouse on a cliff at dusk",
+    "negative_prompt": "blurry",
+    "width": 64,
+    "height": 64,
+    "steps": 1,
+    "seed": 0,
+    "sampler": "euler",
+    "scheduler": "normal",
+}
+
+
 def txt2img(
     checkpoint: str,
     *,
@@ -89,39 +104,19 @@ def txt2img(
     height: int = 64,
     steps: int = 1,
     seed: int = 0,
-    prefix: str = f"{JOB}/txt2img",
+    prefix: str = JOB,
 ) -> dict[str, dict[str, Any]]:
-    """Plain SD1.5 text to image: checkpoint, two prompts, an empty latent, KSampler (euler,
-    normal), VAE decode, SaveImage."""
-    return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
-        "2": {
-            "class_type": "CLIPTextEncode",
-            "inputs": {"clip": ["1", 1], "text": "a lighthouse on a cliff at dusk"},
-        },
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
-        "4": {
-            "class_type": "EmptyLatentImage",
-            "inputs": {"width": width, "height": height, "batch_size": 1},
-        },
-        "5": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["1", 0],
-                "positive": ["2", 0],
-                "negative": ["3", 0],
-                "latent_image": ["4", 0],
-                "seed": seed,
-                "steps": steps,
-                "cfg": 7.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "denoise": 1.0,
-            },
-        },
-        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}},
+    """The built-in ``txt2img`` template bound as an `image` job with TXT2IMG_PARAMS (and
+    this checkpoint, size, steps and seed) binds it, its outputs under ``prefix``."""
+    params = {
+        **TXT2IMG_PARAMS,
+        "checkpoint": checkpoint,
+        "width": width,
+        "height": height,
+        "steps": steps,
+        "seed": seed,
     }
+    return prefix_outputs(load_templates()["txt2img"].bind(params), prefix)
 
 
 @dataclass
