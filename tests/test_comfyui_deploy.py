@@ -79,18 +79,27 @@ def test_the_gateway_serves_comfyui_but_not_chatterbox_by_default(
     assert backends["comfyui"].queue == QUEUE
 
 
-def test_image_and_video_jobs_have_no_default_backend_until_templates_exist(
+def test_image_and_video_jobs_run_on_comfyuis_templates_by_default(
     services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worker runs `workflow` jobs only: compose must not route typed image or video
-    jobs (or /v1/images/generations) to it by default, so they get a 400 at submission."""
+    """compose routes typed image and video jobs (and OpenAI's image models) to the ComfyUI
+    worker, which runs them on its templates; workflow jobs too."""
     environment = services["gateway"]["environment"]
     for name, value in environment.items():
         if isinstance(value, str) and value.startswith("${") and ":-" in value:
             monkeypatch.setenv(name, value.split(":-", 1)[1].removesuffix("}"))
     monkeypatch.setenv("GATEWAY_AUTH_DISABLED", "true")
     registry = build_registry(GatewaySettings())
-    assert registry.default_for(JobType.WORKFLOW) is not None
-    assert registry.default_for(JobType.IMAGE) is None
-    assert registry.default_for(JobType.VIDEO) is None
-    assert "dall-e-3" not in registry.image_models
+    for job_type in (JobType.WORKFLOW, JobType.IMAGE, JobType.VIDEO):
+        backend = registry.default_for(job_type)
+        assert backend is not None and backend.name == "comfyui"
+    assert registry.image_models["dall-e-3"] == "comfyui"
+
+
+def test_the_worker_reads_stored_inputs_and_the_voice_library(services: dict[str, Any]) -> None:
+    worker = services["comfyui-worker"]
+    assert "storage:/data/storage:ro" in worker["volumes"]
+    assert "voices:/data/voices:ro" in worker["volumes"]
+    assert worker["environment"]["TTS_VOICES_DIR"] == "/data/voices"
+    # The gateway stores typed jobs' input files where the worker reads them.
+    assert "storage:/data/storage" in services["gateway"]["volumes"]
