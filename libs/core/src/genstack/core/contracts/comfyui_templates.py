@@ -87,10 +87,27 @@ def default_template(
     templates: Mapping[str, PublishedTemplate], job_type: JobType
 ) -> PublishedTemplate | None:
     """The available template of ``job_type`` with the highest rank (ties: by name)."""
-    candidates = [t for t in templates.values() if t.type == job_type and t.available]
-    if not candidates:
-        return None
-    return sorted(candidates, key=lambda t: (-t.rank, t.name))[0]
+    return _best(t for t in templates.values() if t.type == job_type and t.available)
+
+
+def _best(candidates: Iterable[PublishedTemplate]) -> PublishedTemplate | None:
+    ranked = sorted(candidates, key=lambda t: (-t.rank, t.name))
+    return ranked[0] if ranked else None
+
+
+def edit_template(templates: Mapping[str, PublishedTemplate]) -> PublishedTemplate | None:
+    """The template ``POST /v1/images/edits`` runs when the request names none: the
+    available `image` template of the highest rank that takes an ``image`` and needs it (an
+    edit, e.g. Qwen-Image-Edit; a text-to-image template that merely accepts a starting
+    image is no edit)."""
+    return _best(
+        t
+        for t in templates.values()
+        if t.type == JobType.IMAGE
+        and t.available
+        and "image" in t.params
+        and t.params["image"].required
+    )
 
 
 def template_values(params: Mapping[str, Any]) -> dict[str, Any]:
