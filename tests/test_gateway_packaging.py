@@ -25,7 +25,8 @@ def test_gateway_service() -> None:
     assert gateway["environment"]["REDIS_URL"].startswith("${REDIS_URL:-redis://redis:6379")
     assert {"path": ".env", "required": False} in gateway["env_file"]
     # Signed /v1/files links serve the local store the uploader fills.
-    assert "storage:/data/storage:ro" in gateway["volumes"]
+    # It writes the input files of ComfyUI jobs there (local storage); the worker reads them.
+    assert "storage:/data/storage" in gateway["volumes"]
     # Secrets come from .env, never from the compose file.
     assert not any("KEY" in k or "SECRET" in k for k in gateway["environment"])
 

@@ -47,7 +47,7 @@ def client(replay: ComfyReplay) -> Iterator[ComfyUIClient]:
 
 
 def published(redis: Redis) -> dict[str, NodeClass] | None:
-    """What the gateway reads now (genstack.gateway.node_catalogue does the same)."""
+    """What the gateway reads now (genstack.gateway.published does the same)."""
     seconds, micros = redis.time()
     return fresh_nodes(redis.hgetall(NODES_KEY).values(), seconds + micros / 1e6)
 

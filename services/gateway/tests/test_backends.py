@@ -30,7 +30,30 @@ def test_defaults_route_types_and_models() -> None:
     assert speech["xtts"] == speech["xtts-v2"] == speech["tts-1"] == speech["tts-1-hd"] == "xtts"
     assert speech["chatterbox"] == "chatterbox"
     assert registry.image_models["dall-e-3"] == "comfyui"
+    # ComfyUI takes tts jobs too (VibeVoice): its speech model is a speech model, its own
+    # name an image model, and xtts stays the default TTS backend.
+    assert speech["vibevoice"] == registry.image_models["comfyui"] == "comfyui"
+    assert "comfyui" not in speech and "vibevoice" not in registry.image_models
+    assert JobType.TTS in registry.backends["comfyui"].types
+    # Proxied speech (and its voice list) is for backends with a model server URL.
     assert [b.name for b in registry.speech_backends()] == ["xtts", "chatterbox"]
+
+
+def test_a_speech_only_backend_has_only_speech_models_and_a_mixed_one_splits() -> None:
+    backends = {
+        "voice": {"module": "xtts", "queue": "q1", "models": ["v1"]},
+        "mixed": {"module": "comfyui", "queue": "q2", "models": ["pictures", "vibevoice"]},
+        "no-tts": {
+            "module": "comfyui",
+            "queue": "q3",
+            "models": ["vibevoice-x"],
+            "types": ["image", "video"],
+        },
+    }
+    registry = build_registry(settings(gateway_backends=backends))
+    assert registry.speech_models["v1"] == "voice"
+    assert registry.speech_models["vibevoice"] == registry.image_models["pictures"] == "mixed"
+    assert registry.image_models["vibevoice-x"] == "no-tts"
 
 
 def test_default_tts_backend_moves_the_openai_aliases() -> None:
@@ -120,7 +143,12 @@ def test_params_models_fill_defaults_and_refuse_bad_values() -> None:
         with pytest.raises(ValidationError):
             xtts.validate_params(JobType.TTS, bad)
     comfy = registry.backends["comfyui"]
-    assert comfy.validate_params(JobType.IMAGE, {"prompt": "a cat"})["width"] == 1024
+    # Unset template params stay unset: the template's defaults apply.
+    assert comfy.validate_params(JobType.IMAGE, {"prompt": "a cat"}) == {"prompt": "a cat"}
+    speech = comfy.validate_params(JobType.TTS, {"text": "hi", "voice": "alice"})
+    assert speech == {"input": "hi", "voice": "alice", "response_format": "mp3"}
+    with pytest.raises(ValidationError):  # ComfyUI saves flac, mp3 or opus
+        comfy.validate_params(JobType.TTS, {"input": "hi", "response_format": "wav"})
     with pytest.raises(ValidationError):
         comfy.validate_params(JobType.IMAGE, {"prompt": "a cat", "width": 1001})
     workflow = {"3": {"class_type": "KSampler", "inputs": {}}}

@@ -4,7 +4,7 @@
 - ``start``: ``genstack-comfyui start`` (GPU flags, models, extra model paths, exec ComfyUI);
 - ``client``: ComfyUI's HTTP + websocket protocol (submit, follow, cancel, upload), typed errors;
 - ``workflow``: graph rewrites (save prefixes under the job id, inputs by URL) and outputs;
-- ``inputs``: fetching inputs by URL behind the SSRF guard;
+- ``inputs``: input files by URL (genstack.core.remote_files) or by stored object key;
 - ``handler``: ``ComfyJobHandler``, one `workflow` job; ``worker``: the `comfyui` queue worker;
 - ``catalogue``: publishes ComfyUI's node catalogue to Redis for the gateway's check;
 - ``recorder``: records model-free exchanges (and node catalogue entries) with a real

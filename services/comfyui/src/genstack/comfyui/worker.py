@@ -29,6 +29,7 @@ def run(settings: ComfyUISettings) -> int:
         policy,
         max_bytes=settings.comfyui_input_max_mb * 2**20,
         timeout_s=settings.comfyui_input_timeout_s,
+        user_agent="genstack-comfyui",
     )
     templates = load_templates()
     if settings.comfyui_templates_dir is not None:

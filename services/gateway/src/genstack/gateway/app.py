@@ -17,7 +17,7 @@ from starlette.responses import Response
 from genstack.core.logging import configure_logging
 from genstack.gateway.backends import Registry, build_registry
 from genstack.gateway.metrics import GatewayMetrics
-from genstack.gateway.routes import files, jobs, openai_audio, openai_images, ops
+from genstack.gateway.routes import files, jobs, openai_audio, openai_images, ops, templates
 from genstack.gateway.routes.jobs import JobRequest
 from genstack.gateway.services import Services
 from genstack.gateway.settings import GatewaySettings
@@ -199,6 +199,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         jobs.router,
         openai_audio.router,
         openai_images.router,
+        templates.router,
         files.router,
         ops.router,
     ):
@@ -214,7 +215,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             docs=settings.gateway_public_docs, metrics=settings.gateway_public_metrics
         ),
         default_body_limit=settings.gateway_max_body_bytes,
-        body_limits=[("POST", "/v1/jobs", settings.gateway_max_job_body_bytes)],
+        body_limits=[
+            ("POST", "/v1/jobs", settings.gateway_max_job_body_bytes),
+            # Up to three images to edit, each up to GATEWAY_INPUT_MAX_MB, and the form.
+            (
+                "POST",
+                "/v1/images/edits",
+                len(openai_images.IMAGE_PARAMS) * settings.input_max_bytes + 2**20,
+            ),
+        ],
         signed_link=_signed_file_link,
         access_log=logging.getLogger("genstack.gateway.access"),
     )

@@ -25,12 +25,14 @@ from genstack.core.celery_app import create_celery_app
 from genstack.core.jobs import Job
 from genstack.core.jobstore import AsyncJobStore, JobStore
 from genstack.core.redis_client import connect
+from genstack.core.remote_files import InputFetcher
 from genstack.core.ssrf import UrlPolicy
 from genstack.core.storage import Storage, storage_from_settings
 from genstack.gateway.backends import Registry, build_registry
+from genstack.gateway.inputs import InputFiles
 from genstack.gateway.links import ArtifactLinks, FileSigner, shared_signing_key
 from genstack.gateway.metrics import GatewayMetrics
-from genstack.gateway.node_catalogue import NodeCatalogue
+from genstack.gateway.published import NodeCatalogue, TemplateCatalogue
 from genstack.gateway.settings import GatewaySettings
 from genstack.gateway.submit import JobSubmitter
 from genstack.gateway.webhooks.signing import WebhookSigner
@@ -77,6 +79,8 @@ class Services:
     webhook_signer: WebhookSigner | None
     limiter: anyio.CapacityLimiter
     node_catalogue: NodeCatalogue
+    templates: TemplateCatalogue
+    inputs: InputFiles
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     @classmethod
@@ -143,6 +147,21 @@ class Services:
             limiter=limiter,
             node_catalogue=NodeCatalogue(
                 aredis, cache_s=settings.gateway_node_catalogue_cache_s, limiter=limiter
+            ),
+            templates=TemplateCatalogue(
+                aredis, cache_s=settings.gateway_node_catalogue_cache_s, limiter=limiter
+            ),
+            inputs=InputFiles(
+                storage,
+                InputFetcher(
+                    UrlPolicy(
+                        settings.gateway_input_allow_networks,
+                        allow_variable="GATEWAY_INPUT_ALLOW_NETWORKS",
+                    ),
+                    max_bytes=settings.input_max_bytes,
+                    timeout_s=settings.gateway_input_timeout_s,
+                    user_agent="genstack-gateway",
+                ),
             ),
         )
 

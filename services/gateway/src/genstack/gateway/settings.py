@@ -94,6 +94,12 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
     gateway_image_wait_s: float = Field(
         default=300.0, gt=0, le=3600, description="/v1/images/generations waits this long."
     )
+    gateway_speech_wait_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="/v1/audio/speech waits this long for a speech job (model vibevoice).",
+    )
     gateway_sse_max_s: float = Field(
         default=3600.0, gt=0, description="An event stream ends after this; clients resume."
     )
@@ -125,8 +131,19 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
         default=10.0,
         ge=0,
         le=3600,
-        description="How long the ComfyUI node catalogue the workers publish is kept before "
-        "it is read again (0: at every workflow submission).",
+        description="How long the ComfyUI node catalogue and templates the workers publish "
+        "are kept before they are read again (0: at every submission).",
+    )
+    # input files (ComfyUI jobs' images, videos, voices) ---------------------------------------
+    gateway_input_allow_networks: CommaList[str] = Field(
+        default_factory=list,
+        description="Private networks input file URLs may reach anyway (CIDR comma list).",
+    )
+    gateway_input_max_mb: int = Field(
+        default=50, ge=1, le=4096, description="Largest input file, by URL or upload (MiB)."
+    )
+    gateway_input_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="Time allowed to fetch one input file by URL."
     )
     # webhooks -----------------------------------------------------------------------------
     gateway_webhook_secret: SecretStr | None = Field(
@@ -150,7 +167,7 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
         description="Key for /v1/files links; default: a random key kept in Redis (shared).",
     )
 
-    @field_validator("gateway_webhook_allow_networks")
+    @field_validator("gateway_webhook_allow_networks", "gateway_input_allow_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
@@ -163,6 +180,10 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
         if value is not None:
             decode_secret(value.get_secret_value())  # WebhookSecretError says what is wrong
         return value
+
+    @property
+    def input_max_bytes(self) -> int:
+        return self.gateway_input_max_mb * MiB
 
     @model_validator(mode="after")
     def _keys_present(self) -> GatewaySettings:
@@ -200,7 +221,9 @@ class GatewaySettings(CoreSettings, StorageSettings, CelerySettings):
                     models=list(chatterbox.MODELS),
                 ),
                 "comfyui": BackendConfig(
-                    module="comfyui", queue=comfyui.QUEUE, models=list(comfyui.MODELS)
+                    module="comfyui",
+                    queue=comfyui.QUEUE,
+                    models=[*comfyui.MODELS, *comfyui.SPEECH_MODELS],
                 ),
             }
         )

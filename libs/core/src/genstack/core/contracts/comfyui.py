@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, AliasChoices, Field, field_validator
 
 from genstack.core.contracts.common import Params, ParamsMap, SafeName
-from genstack.core.contracts.speech import MAX_JOB_TEXT_CHARS, SpeechFormat, Temperature, TopP
+from genstack.core.contracts.speech import MAX_JOB_TEXT_CHARS, Temperature, TopP
 from genstack.core.jobs import JobType
 
 QUEUE = "comfyui"
 MODELS = ("comfyui",)
+# Speech models its `tts` jobs (VibeVoice templates) answer for POST /v1/audio/speech.
+SPEECH_MODELS = ("vibevoice",)
 # Model names OpenAI clients send by habit; the default image backend answers them.
 OPENAI_IMAGE_ALIASES = ("dall-e-2", "dall-e-3", "gpt-image-1")
 
@@ -50,6 +52,21 @@ MAX_LORAS = 8
 # Params that name an input file: the gateway fetches a URL, checks it decodes, stores it
 # and passes its key; the worker hands the stored file to ComfyUI.
 INPUT_FILE_PARAMS = ("image", "image2", "image3", "end_image", "control_video")
+# What each input file must be (the top-level MIME type the gateway checks it decodes as);
+# a VibeVoice job's voices that are URLs (or stored keys) are audio.
+INPUT_FILE_KINDS = {
+    "image": "image",
+    "image2": "image",
+    "image3": "image",
+    "end_image": "image",
+    "control_video": "video",
+    "voice": "audio",
+    "voices": "audio",
+}
+# What ComfyUI's audio save nodes write (SaveAudio, SaveAudioMP3, SaveAudioOpus): a
+# VibeVoice job answers in one of these.
+VibeVoiceFormat = Literal["mp3", "opus", "flac"]
+VIBEVOICE_FORMATS: tuple[str, ...] = get_args(VibeVoiceFormat)
 
 
 class Lora(Params):
@@ -113,7 +130,7 @@ class VibeVoiceParams(Params):
         default=None, description="A voice of the shared library, or a URL of a sample."
     )
     voices: list[SafeName | InputFile] | None = Field(default=None, min_length=1, max_length=4)
-    response_format: SpeechFormat = "mp3"
+    response_format: VibeVoiceFormat = "mp3"
     model: SafeName | None = Field(default=None, description="VibeVoice variant.")
     seed: Seed | None = None
     cfg: float | None = Field(default=None, ge=0.5, le=3.5)
@@ -146,5 +163,9 @@ class WorkflowParams(Params):
 PARAMS: ParamsMap = {
     JobType.IMAGE: ImageParams,
     JobType.VIDEO: VideoParams,
+    JobType.TTS: VibeVoiceParams,
     JobType.WORKFLOW: WorkflowParams,
 }
+# The params of jobs run from a published template (genstack.core.contracts.comfyui_templates),
+# which the gateway checks them against; a workflow is checked against the node catalogue.
+TEMPLATE_PARAMS: tuple[type[Params], ...] = (ImageParams, VideoParams, VibeVoiceParams)

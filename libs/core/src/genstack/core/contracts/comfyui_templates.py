@@ -88,12 +88,29 @@ def default_template(
 ) -> PublishedTemplate | None:
     """The available template of ``job_type`` with the highest rank (ties: by name); one
     ranked below 0 (an edit, an image-to-video: it needs an input) is never the default."""
-    candidates = [
+    return _best(
         t for t in templates.values() if t.type == job_type and t.available and t.rank >= 0
-    ]
-    if not candidates:
-        return None
-    return sorted(candidates, key=lambda t: (-t.rank, t.name))[0]
+    )
+
+
+def _best(candidates: Iterable[PublishedTemplate]) -> PublishedTemplate | None:
+    ranked = sorted(candidates, key=lambda t: (-t.rank, t.name))
+    return ranked[0] if ranked else None
+
+
+def edit_template(templates: Mapping[str, PublishedTemplate]) -> PublishedTemplate | None:
+    """The template ``POST /v1/images/edits`` runs when the request names none: the
+    available `image` template of the highest rank that takes an ``image`` and needs it (an
+    edit, e.g. Qwen-Image-Edit; a text-to-image template that merely accepts a starting
+    image is no edit)."""
+    return _best(
+        t
+        for t in templates.values()
+        if t.type == JobType.IMAGE
+        and t.available
+        and "image" in t.params
+        and t.params["image"].required
+    )
 
 
 def template_values(params: Mapping[str, Any]) -> dict[str, Any]:

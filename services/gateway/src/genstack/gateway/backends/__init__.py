@@ -1,7 +1,9 @@
 """Backends: configuration (name, queue, URL, model names) plus one small params module.
 
 A params module defines ``PARAMS``, a map from job type to the pydantic model that
-validates that type's ``params``. The modules here take it from the backend's contract
+validates that type's ``params``, and, when the backend takes `tts` jobs and other types
+too, ``SPEECH_MODELS``: which of its model names are speech models (the others are image
+models). The modules here take both from the backend's contract
 (``genstack.core.contracts.<backend>``), which the backend's worker validates with too.
 Adding a backend is a contract module, a params module here (or anywhere importable, named
 by its dotted path) and an entry in GATEWAY_BACKENDS; nothing else.
@@ -38,6 +40,7 @@ class Backend:
     url: str | None = None
     models: tuple[str, ...] = ()
     max_queue_depth: int = 1000
+    speech_models: frozenset[str] = frozenset()  # of ``models``; the others are image models
 
     @property
     def types(self) -> frozenset[JobType]:
@@ -97,6 +100,15 @@ def build_backend(name: str, config: BackendConfig, default_depth: int) -> Backe
         raise BackendConfigError(
             f"backend {name}: module {module.__name__} has no params model for {sorted(missing)}"
         )
+    # A speech-only backend's models are speech models; one that makes images too (ComfyUI,
+    # with VibeVoice) names its speech models in its module.
+    declared = frozenset(getattr(module, "SPEECH_MODELS", ()))
+    if JobType.TTS not in types:
+        speech: frozenset[str] = frozenset()
+    elif JobType.IMAGE in types:
+        speech = declared & set(config.models)
+    else:
+        speech = frozenset(config.models)
     return Backend(
         name=name,
         queue=config.queue,
@@ -104,6 +116,7 @@ def build_backend(name: str, config: BackendConfig, default_depth: int) -> Backe
         url=config.url.rstrip("/") if config.url else None,
         models=tuple(config.models),
         max_queue_depth=config.max_queue_depth or default_depth,
+        speech_models=speech,
     )
 
 
@@ -128,7 +141,7 @@ def build_registry(settings: GatewaySettings) -> Registry:
     images: dict[str, str] = {}
     for backend in backends.values():
         for model in backend.models:
-            table = speech if JobType.TTS in backend.types else images
+            table = speech if model in backend.speech_models else images
             if model in speech or model in images:
                 raise BackendConfigError(f"model name {model!r} is claimed by two backends")
             table[model] = backend.name

@@ -1,5 +1,6 @@
-"""ComfyUI (queue comfyui): image, video and workflow params, from its contract."""
+"""ComfyUI (queue comfyui): image, video, tts (VibeVoice) and workflow params, from its
+contract; ``vibevoice`` is its speech model, ``comfyui`` its image model."""
 
-from genstack.core.contracts.comfyui import PARAMS
+from genstack.core.contracts.comfyui import PARAMS, SPEECH_MODELS
 
-__all__ = ["PARAMS"]
+__all__ = ["PARAMS", "SPEECH_MODELS"]

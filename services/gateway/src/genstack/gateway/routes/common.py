@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
-from genstack.core.jobs import Job
+from genstack.core.jobs import Job, JobStatus
+from genstack.gateway.events import wait_for_end
 from genstack.gateway.services import Services
-from genstack.http.errors import ErrorResponse
+from genstack.http.errors import ApiError, ErrorResponse
 
 JSON = "application/json"
 
@@ -37,6 +38,42 @@ def request_base(request: Request) -> str:
 def job_response(svc: Services, request: Request, job: Job, status: int = 200) -> Response:
     rendered = svc.links.render(job, svc.base_url(request_base(request)))
     return Response(rendered.model_dump_json(), status_code=status, media_type=JSON)
+
+
+def _job_error(job: Job, what: str) -> ApiError:
+    headers = {"X-Genstack-Job-Id": job.id}
+    if job.status == JobStatus.CANCELLED:
+        return ApiError(
+            409, f"{what} job {job.id} was cancelled", code="job_cancelled", headers=headers
+        )
+    error = job.error
+    message = error.message if error else f"the {what} job failed"
+    return ApiError(
+        502,
+        f"{what} job {job.id} failed: {message}",
+        code=error.code if error else "job_failed",
+        headers=headers,
+    )
+
+
+async def succeeded_job(svc: Services, job_id: str, wait_s: float, what: str) -> Job:
+    """The job once it has succeeded, for a route that answers with its result (OpenAI's
+    images and speech); a 504 naming the job when it runs longer than ``wait_s``, a 502 with
+    its error when it fails, a 409 when it is cancelled."""
+    job = await wait_for_end(svc.jobs, job_id, wait_s)
+    if job is None:
+        raise ApiError(502, f"{what} job {job_id} vanished (expired or deleted)", code="job_lost")
+    if not job.status.terminal:
+        raise ApiError(
+            504,
+            f"{what} job {job_id} is still {job.status.value} after {wait_s:g} s; follow it at "
+            f"GET /v1/jobs/{job_id}",
+            code="job_timeout",
+            headers={"X-Genstack-Job-Id": job_id},
+        )
+    if job.status != JobStatus.SUCCEEDED:
+        raise _job_error(job, what)
+    return job
 
 
 def errors(

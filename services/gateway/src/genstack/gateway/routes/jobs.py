@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response, StreamingResponse
 
-from genstack.core.contracts.comfyui import WorkflowParams
-from genstack.core.jobs import Job, JobStatus, JobType
+from genstack.core.contracts.comfyui import TEMPLATE_PARAMS, WorkflowParams
+from genstack.core.jobs import Job, JobStatus, JobType, new_job_id
 from genstack.core.jobstore import JobNotFoundError
 from genstack.core.ssrf import MAX_URL_CHARS, UnsafeUrlError
 from genstack.gateway.backends import Backend
 from genstack.gateway.events import STREAM_ID, job_events
+from genstack.gateway.inputs import InputResolver, Rename, same_param
 from genstack.gateway.routes.common import (
     JSON,
     api_key_id,
@@ -107,13 +109,34 @@ def pick_backend(svc: Services, job_type: JobType, name: str | None) -> Backend:
     return backend
 
 
-def validated_params(backend: Backend, job_type: JobType, params: Any) -> dict[str, Any]:
+def validated_params(
+    backend: Backend, job_type: JobType, params: Any, rename: Rename = same_param
+) -> dict[str, Any]:
     try:
         return backend.validate_params(job_type, params)
     except ValidationError as exc:
         prefixed = [{**e, "loc": ("params", *e["loc"])} for e in exc.errors()]
         message, param = validation_message(prefixed)
-        raise ApiError(400, message, code="invalid_params", param=param) from None
+        raise ApiError(
+            400, message, code="invalid_params", param=None if param is None else rename(param)
+        ) from None
+
+
+class Problem(Protocol):
+    @property
+    def param(self) -> str: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+def refusal(problems: Sequence[Problem], rename: Rename = same_param) -> ApiError:
+    """A 400 telling up to five problems, ``param`` and ``code`` from the first."""
+    message = "; ".join(p.message for p in problems[:5])
+    if len(problems) > 5:
+        message += f" (and {len(problems) - 5} more)"
+    return ApiError(400, message, code=problems[0].code, param=rename(problems[0].param))
 
 
 async def check_nodes(
@@ -125,12 +148,73 @@ async def check_nodes(
     if not issubclass(backend.params[job_type], WorkflowParams):
         return
     problems = await svc.node_catalogue.problems(params["workflow"])
-    if not problems:
+    if problems:
+        raise refusal(problems)
+
+
+def templated(backend: Backend, job_type: JobType) -> bool:
+    """Whether ``backend`` runs ``job_type`` from ComfyUI's published templates."""
+    model = backend.params.get(job_type)
+    return model is not None and issubclass(model, TEMPLATE_PARAMS)
+
+
+async def check_templates(
+    svc: Services,
+    backend: Backend,
+    job_type: JobType,
+    params: dict[str, Any],
+    rename: Rename = same_param,
+) -> None:
+    """An `image`, `video` or `tts` job on ComfyUI against the templates its workers
+    publish: a 400 for an unknown or unavailable template (with the reason), a param the
+    template does not take or a value it does not accept, a required one missing. Nothing
+    when no worker publishes templates (the worker checks again anyway)."""
+    if not templated(backend, job_type):
         return
-    message = "; ".join(p.message for p in problems[:5])
-    if len(problems) > 5:
-        message += f" (and {len(problems) - 5} more)"
-    raise ApiError(400, message, code=problems[0].code, param=problems[0].param)
+    problems = await svc.templates.problems(job_type, params)
+    if problems:
+        raise refusal(problems, rename)
+
+
+async def submit_with_inputs(
+    svc: Services,
+    request: Request,
+    resolver: InputResolver,
+    *,
+    job_type: JobType,
+    backend: Backend,
+    params: dict[str, Any],
+    webhook_url: str | None,
+    idempotency_key: str | None,
+    fingerprint_body: dict[str, Any],
+) -> Submission:
+    """:func:`submit_job` after the job's input files are settled (fetched, checked and
+    stored, or found to be the caller's); what was stored goes again if no job is made."""
+    if templated(backend, job_type):
+        params = await resolver.resolve(job_type, params)
+    try:
+        submission = await submit_job(
+            svc,
+            request,
+            job_type=job_type,
+            backend=backend,
+            params=params,
+            webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
+            fingerprint_body=fingerprint_body,
+            job_id=resolver.job_id,
+        )
+    except Exception:
+        await resolver.discard()
+        raise
+    if not submission.created:  # an idempotent replay: the first request's job stands
+        await resolver.discard()
+    return submission
+
+
+def input_resolver(svc: Services, request: Request, rename: Rename = same_param) -> InputResolver:
+    """A new job id, and the settling of its input files for the caller."""
+    return InputResolver(svc, job_id=new_job_id(), scope=job_scope(svc, request), rename=rename)
 
 
 async def submit_job(
@@ -143,6 +227,7 @@ async def submit_job(
     webhook_url: str | None,
     idempotency_key: str | None,
     fingerprint_body: dict[str, Any],
+    job_id: str | None = None,
 ) -> Submission:
     """Everything after validation: webhook check, idempotency, backpressure, queueing."""
     if webhook_url is not None:
@@ -160,6 +245,7 @@ async def submit_job(
                 400, f"webhook_url refused: {exc}", code="unsafe_webhook_url", param="webhook_url"
             ) from None
     job = Job(
+        id=job_id or new_job_id(),
         type=job_type,
         backend=backend.name,
         params=params,
@@ -252,9 +338,11 @@ async def create_job(request: Request) -> Response:
     backend = pick_backend(svc, body.type, body.backend)
     params = validated_params(backend, body.type, body.params)
     await check_nodes(svc, backend, body.type, params)
-    submission = await submit_job(
+    await check_templates(svc, backend, body.type, params)
+    submission = await submit_with_inputs(
         svc,
         request,
+        input_resolver(svc, request),
         job_type=body.type,
         backend=backend,
         params=params,
