@@ -71,7 +71,7 @@ def generate(comfy: Comfy, graph: dict[str, Any]) -> tuple[Png, list[Progress]]:
         )
     finally:
         client.close()
-    images = result.outputs["7"]["images"]
+    [images] = [o["images"] for o in result.outputs.values() if "images" in o]  # SaveImage
     assert [i["subfolder"] for i in images] == [job]
     return read_png((comfy.outputs / job / images[0]["filename"]).read_bytes()), seen
 
