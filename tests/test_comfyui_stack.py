@@ -9,6 +9,7 @@ names a checkout (marked `comfyui`, skipped otherwise)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -393,3 +394,31 @@ def test_bad_template_params_are_a_400_naming_the_param(stack: ComfyStack) -> No
             time.sleep(0.5)
         assert response.status_code == 400, (params, response.text)
         assert response.json()["error"]["param"] == param, response.text
+
+
+def test_the_openai_client_generates_an_image_on_a_template(stack: ComfyStack) -> None:
+    from openai import NotFoundError, OpenAI
+
+    client = OpenAI(base_url=f"{stack.gateway.url}/v1", api_key=stack.gateway.api_key)
+    # The recorded job's params beyond OpenAI's own, as extra_body (see docs/gateway.md).
+    extra = {k: v for k, v in TXT2IMG_PARAMS.items() if k not in ("prompt", "width", "height")}
+    deadline = time.monotonic() + 30
+    while True:  # "txt2img" is a model once the gateway has read the worker's templates
+        try:
+            result = client.images.generate(
+                model="txt2img",
+                prompt=TXT2IMG_PARAMS["prompt"],
+                size="64x64",  # type: ignore[arg-type]  # any WIDTHxHEIGHT here
+                response_format="b64_json",
+                extra_body=extra,
+                timeout=300,
+            )
+            break
+        except NotFoundError:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    assert result.data is not None
+    [image] = result.data
+    assert image.b64_json is not None
+    png = read_png(base64.b64decode(image.b64_json))
+    assert (png.width, png.height) == (64, 64)

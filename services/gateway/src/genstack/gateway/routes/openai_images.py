@@ -58,11 +58,28 @@ def openai_param(param: str) -> str:
     return _OPENAI_FIELDS.get(param, param.removeprefix("params."))
 
 
-class ImageRequest(BaseModel):
-    """OpenAI's image request; fields genstack has no use for (quality, style, user, ...)
-    are accepted and ignored, as OpenAI's own models ignore what they do not support."""
+# Template params a client may add to OpenAI's request (the openai client's ``extra_body``);
+# checked as the image job's params are (genstack.core.contracts.comfyui.ImageParams).
+TEMPLATE_EXTRAS = (
+    "negative_prompt",
+    "seed",
+    "steps",
+    "cfg",
+    "sampler",
+    "scheduler",
+    "shift",
+    "checkpoint",
+    "loras",
+    "strength",
+)
 
-    model_config = ConfigDict(extra="ignore")
+
+class ImageRequest(BaseModel):
+    """OpenAI's image request, plus the template params of TEMPLATE_EXTRAS; other fields
+    genstack has no use for (quality, style, user, ...) are accepted and ignored, as OpenAI's
+    own models ignore what they do not support."""
+
+    model_config = ConfigDict(extra="allow")
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     model: str | None = Field(default=None, max_length=128)
@@ -202,6 +219,8 @@ async def _answer(
 
 def _job_params(body: ImageRequest, template: str | None) -> dict[str, Any]:
     params: dict[str, Any] = {"prompt": body.prompt, **_size(body.size)}
+    extra = body.model_extra or {}
+    params |= {name: extra[name] for name in TEMPLATE_EXTRAS if extra.get(name) is not None}
     if body.n != 1:  # one image is every template's default; a template may not take n
         params["n"] = body.n
     if template is not None:
