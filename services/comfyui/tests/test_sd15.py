@@ -101,3 +101,32 @@ def test_recording_an_unknown_scenario_is_refused_before_any_request(
     assert main([*argv, str(tmp_path), "--only", "sd15_txt2im"]) == 2
     assert "nothing to record named ['sd15_txt2im']" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@REAL[0]
+@REAL[1]
+def test_warmup_runs_each_available_template_on_a_real_comfyui(real_comfyui: Comfy) -> None:
+    """COMFYUI_WARMUP on a real ComfyUI: every available built-in template (here txt2img, on
+    the one checkpoint present) runs once at its smallest size and leaves no file; a job
+    runs normally after it."""
+    from genstack.comfyui.template_registry import TemplateRegistry
+    from genstack.comfyui.templates import load_templates
+    from genstack.comfyui.warmup import WARMUP_FOLDER, Warmup
+
+    client = ComfyUIClient(real_comfyui.url, poll_s=0.5, grace_s=10)
+    try:
+        warmup = Warmup(
+            client,
+            TemplateRegistry(load_templates()),
+            real_comfyui.outputs,
+            enabled=True,
+            timeout_s=600,
+        )
+        done = warmup.run()
+    finally:
+        client.close()
+    assert done == {"txt2img": "ok"}  # the only template whose models are all here
+    assert warmup.readiness() == "ok"
+    assert not (real_comfyui.outputs / WARMUP_FOLDER).exists()
+    png, _ = generate(real_comfyui, txt2img(SD15_CHECKPOINT, width=64, height=64, steps=1))
+    assert (png.width, png.height) == (64, 64)
