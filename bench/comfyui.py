@@ -5,7 +5,7 @@ stack, in one run.
         .venvs/stack/bin/python bench/comfyui.py --comfyui real     # about 2 minutes on CPU
     .venvs/stack/bin/python bench/comfyui.py --comfyui replay --quick   # smoke run, no ComfyUI
     # the txt2img template on a full-size SD1.5 with random weights (see "--workload txt2img"
-    # below): 64x64/1 step 10 rounds and 256x256/4 steps 3 rounds, about 6 minutes on 2 vCPUs
+    # below): 64x64/1 step 10 rounds, 256x256/4 steps 3 rounds: about 5 minutes on 2 vCPUs
     COMFYUI_DIR=... COMFYUI_PYTHON=... .venvs/stack/bin/python bench/comfyui.py \\
         --comfyui real --workload txt2img
     # on a GPU: SD1.5 at 512x512/20 steps, SDXL (built on first use, 6.9 GB) at 1024x1024
@@ -52,8 +52,9 @@ ComfyUI's checkpoints folder. Per size (``--sizes WxHxSTEPS[:ROUNDS]``), rounds 
    - direct: the graph the template binds for the run's params, ``POST /prompt`` and waited
      for by the same careful client, until its outputs are known (the websocket's end, then
      ``GET /history``: a client needs the file names, and the worker reads them the same way;
-     after a prompt of over 10 s ComfyUI's prompt thread collects garbage, which holds the
-     GIL and so delays that answer by about 0.3 s on this CPU, for either kind);
+     after a prompt, when it last did over 10 s before, ComfyUI's prompt thread collects
+     garbage, holding the GIL, which delays that answer by about 0.3 s on a 2-vCPU VM, for
+     either kind);
    - stack: an ``image`` job with those params (template txt2img, the checkpoint, seed,
      sampler euler, scheduler normal), followed through its events until ``uploading`` and
      ``succeeded``; then, untimed, ComfyUI's /history shows it ran the very graph the direct
@@ -533,7 +534,7 @@ TEMPLATE = "txt2img"
 # The name each random-weight checkpoint gets in ComfyUI's checkpoints folder (SD1.5's is the
 # one the recordings and tests use).
 CHECKPOINT_NAMES = {"sd15": SD15_CHECKPOINT, "sdxl": "genstack-sdxl-random.safetensors"}
-CPU_SIZES = "64x64x1:10,256x256x4:3"  # about 6 minutes on 2 vCPUs with the model loads
+CPU_SIZES = "64x64x1:10,256x256x4:3"  # about 5 minutes on 2 quiet vCPUs (10 under load)
 QUICK_SIZES = "64x64x1:2"
 REPLAY_SIZES = "64x64x1:4"  # the replay answers only the recorded graph
 
