@@ -187,3 +187,53 @@ def test_an_empty_output_file_fails_the_job(rig: Rig) -> None:
     assert rig.run(job) == JobOutcome.FAILED
     error = rig.store.require(job.id).error
     assert error is not None and error.code == "bad_output" and "empty" in error.message
+
+
+def test_a_templates_input_given_as_a_stored_key_is_read_from_storage(
+    store: JobStore, replay: ComfyReplay, tmp_path: Path
+) -> None:
+    """A typed job's input file by key (what the gateway stores from a URL or an upload, or
+    an earlier artifact): read from storage, uploaded to ComfyUI, the graph run."""
+    from genstack.comfyui.inputs import StoredInputs
+    from genstack.comfyui.template_registry import TemplateRegistry
+    from genstack.comfyui.templates import Template
+    from genstack.core.storage import LocalStorage
+
+    # A template whose bound graph is the recorded `audio` one (LoadAudio -> SaveAudio).
+    echo = Template.parse(
+        "echo",
+        {
+            "type": "image",
+            "params": {"clip": {"to": "1.audio", "required": True}},
+            "graph": {
+                "1": {"class_type": "LoadAudio", "inputs": {"audio": ""}},
+                "2": {
+                    "class_type": "SaveAudio",
+                    "inputs": {"audio": ["1", 0], "filename_prefix": "aud"},
+                },
+            },
+        },
+    )
+    storage = LocalStorage(tmp_path / "storage")
+    key = "inputs/abc/tone.wav"
+    storage.put_bytes(key, tone_wav(), sha256="", content_type="audio/wav")
+    rig = Rig(store, replay, replay.url, [])
+    registry = TemplateRegistry({"echo": echo})
+    handler = rig.runner.handler
+    assert isinstance(handler, ComfyJobHandler)
+    handler.templates = registry
+    handler.stored = StoredInputs(storage, max_bytes=2**20)
+    job = store.create(Job(type=JobType.IMAGE, backend="comfyui", params={"clip": key}))
+    assert rig.run(job) == JobOutcome.HANDED_OVER, store.require(job.id).error
+    [(uploaded, data)] = replay.uploads.items()
+    assert uploaded == f"{job.id}/0-tone.wav" and data == tone_wav()
+    [(path, *_)] = rig.handed
+    assert path.endswith(".flac")
+    # A key naming nothing stored fails the job naming the input, before ComfyUI is asked.
+    missing = store.create(
+        Job(type=JobType.IMAGE, backend="comfyui", params={"clip": "inputs/abc/none.wav"})
+    )
+    assert rig.run(missing) == JobOutcome.FAILED
+    error = store.require(missing.id).error
+    assert error is not None and error.code == "input_unavailable"
+    assert "node 1 input 'audio'" in error.message and "no stored file" in error.message

@@ -527,6 +527,14 @@ def check(template: Template, object_info: Mapping[str, Any]) -> Availability:
         if s.load is not None
         for i in range(len(s.targets))
     }
+    # A loader of the graph itself whose file a param sets: the job's file, not checkable.
+    loaded |= {
+        target.node
+        for s in template.params.values()
+        if s.load is None
+        for target in s.targets
+        if LOADER_INPUT.get(template.graph[target.node]["class_type"]) == target.input
+    }
     problems = check_graph(graph, object_info, unchecked=loaded)
     result.problems = [_explain_preferred(p, template) for p in problems]
     return result
