@@ -15,14 +15,15 @@ VENVS := .venvs
 PYTEST_ARGS ?=
 PYTEST := -m pytest -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)
 
-# Every folder under libs/ and services/ with a pyproject.toml is a package: adding one needs
-# no edit here. Its folder name is its short name (env-<name>, unit-<name>, .venvs/<name>); its
-# distribution and module names are read from its pyproject.toml; its tests are <folder>/tests.
-PACKAGE_DIRS := $(patsubst %/pyproject.toml,%,$(sort $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)))
+# Every folder under libs/ and services/ with a pyproject.toml is a package, and so is deploy/
+# (the service description, `make up`, the pod image): adding one needs no edit here. Its
+# folder name is its short name (env-<name>, unit-<name>, .venvs/<name>); its distribution and
+# module names are read from its pyproject.toml; its tests are <folder>/tests.
+PACKAGE_DIRS := $(patsubst %/pyproject.toml,%,$(sort $(wildcard libs/*/pyproject.toml services/*/pyproject.toml deploy/pyproject.toml)))
 PACKAGES := $(notdir $(PACKAGE_DIRS))
 # The harness (genstack.testing) is type checked too; its tests run in the stack env.
 TYPED_DIRS := $(PACKAGE_DIRS) tests/harness
-package_dir = $(filter %/$(1),$(PACKAGE_DIRS))
+package_dir = $(filter %/$(1) $(1),$(PACKAGE_DIRS))
 toml_value = $(shell sed -n 's/^$(2) *= *"\(.*\)"/\1/p' $(1)/pyproject.toml | head -n 1)
 package_name = $(call toml_value,$(call package_dir,$(1)),name)
 MODULES := $(foreach d,$(TYPED_DIRS),$(call toml_value,$(d),module-name))
@@ -31,9 +32,11 @@ space := $(empty) $(empty)
 export MYPYPATH := $(subst $(space),:,$(addsuffix /src,$(TYPED_DIRS)))
 
 .PHONY: help test install lint typecheck unit-% env-% env-stack test-stack redis-server uv clean \
-	print-packages
+	print-packages up
 
 help:
+	@echo "make up         install what it needs, then run the whole stack here in the foreground"
+	@echo "                (no Docker; ENABLE_XTTS, ENABLE_CHATTERBOX, COMFYUI_DIR: docs/up.md)"
 	@echo "make test       install everything needed, lint, type check, run every test suite"
 	@echo "make lint       ruff check + format check"
 	@echo "make typecheck  mypy --strict on every package"
@@ -81,6 +84,16 @@ unit-%:
 test-stack:
 	@echo "== cross-service tests and the harness's own tests in $(VENVS)/stack"
 	$(VENVS)/stack/bin/python $(PYTEST) tests
+
+# The whole stack as local processes under supervisord, in the foreground (docs/up.md). First
+# what it needs, as `make test` installs it: redis-server, the deploy env, then the env of
+# every service the environment turns on (genstack-deploy envs names them). The recipe's shell
+# becomes genstack-deploy, which becomes supervisord: make's SIGTERM (and a terminal's Ctrl-C)
+# reach supervisord, which stops every service within its grace period, Redis last.
+up: redis-server env-deploy
+	@envs="$$($(VENVS)/deploy/bin/genstack-deploy envs)"; \
+	  $(MAKE) --no-print-directory $$envs; \
+	  exec $(VENVS)/deploy/bin/genstack-deploy up --checkout .
 
 print-packages:
 	@$(foreach p,$(PACKAGES),echo "$(p) $(call package_name,$(p)) \
