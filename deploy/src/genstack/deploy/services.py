@@ -475,8 +475,6 @@ def make_plan(
         "STORAGE_DIR": str(data / "storage"),
         **default("TTS_VOICES_DIR", str(data / "voices")),
     }
-    if layout.home is not None:
-        common["HOME"] = str(layout.home)
     if layout.kind == "local":
         # One log file per service under `make up`: lines for a person, not a log pipeline.
         common |= default("LOG_FORMAT", "text")
@@ -489,6 +487,9 @@ def make_plan(
         health: Health,
         gpu: GpuDevice | None = None,
     ) -> Program:
+        if layout.home is not None:
+            # supervisord's user= changes the user, not HOME (caches of HF, numba, ...).
+            env_ = {**env_, "HOME": str(layout.home)}
         return Program(
             name=name,
             role=role,
