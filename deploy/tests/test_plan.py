@@ -273,6 +273,7 @@ def test_storage_mode_decides_where_models_live_in_the_pod(tmp_path: Path) -> No
 def test_the_pod_runs_genstack_as_its_user_and_its_tools_as_root(tmp_path: Path) -> None:
     venvs = tmp_path / "venvs"
     install(venvs, "gateway", "uploader", "xtts", "comfyui", "deploy")
+    (tmp_path / "main.py").write_text("")  # the image's ComfyUI checkout
     env = {
         "ENABLE_XTTS": "true",
         "ENABLE_CHATTERBOX": "true",
