@@ -29,9 +29,7 @@ def plan_for(
         # The checks look at this machine's ports: free ones, unless the test names one.
         env = {**{var: str(free_port()) for var in PORT_VARS}, **env}
     settings = DeploySettings.from_env(env)
-    return make_plan(
-        settings, layout(**kwargs), gpus, env, check=check, redis_server=REDIS
-    )
+    return make_plan(settings, layout(**kwargs), gpus, env, check=check, redis_server=REDIS)
 
 
 def names(plan: Plan) -> list[str]:

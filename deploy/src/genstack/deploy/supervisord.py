@@ -98,6 +98,9 @@ def render(plan: Plan, *, monitor_argv: tuple[str, ...], console: bool) -> str:
     stdout (else one log file each under the data folder's logs/)."""
     layout = plan.layout
     run, logs, data = str(layout.run_dir), str(layout.log_dir), str(layout.data_dir)
+    if "%" in data:
+        # supervisord expands log file names twice: no escape survives both.
+        raise ValueError(f"supervisord cannot take a % in the data folder: {data}")
     out = [
         HEADER,
         "[supervisord]",
