@@ -15,8 +15,10 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = ROOT / ".tools" / "bin" / "uv"  # the Makefile's pinned uv (make uv)
+# Every folder under libs/ and services/ with a pyproject.toml, and deploy/ (the Makefile's).
 PACKAGE_DIRS = sorted(
-    p.parent for p in ROOT.glob("*/*/pyproject.toml") if p.parts[-3] in {"libs", "services"}
+    [p.parent for p in ROOT.glob("*/*/pyproject.toml") if p.parts[-3] in {"libs", "services"}]
+    + [ROOT / "deploy"]
 )
 MEMBER_DIRS = [*PACKAGE_DIRS, ROOT / "tests" / "harness"]
 
