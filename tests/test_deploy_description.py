@@ -105,3 +105,48 @@ def test_the_description_is_in_the_documented_layout() -> None:
     # The package the Makefile, mypy and CI find like any other (docs/development.md).
     assert (ROOT / "deploy" / "pyproject.toml").is_file()
     assert (ROOT / "deploy" / "src" / "genstack" / "deploy" / "services.py").is_file()
+
+
+def test_the_documented_compose_pattern_for_several_gpus_is_the_descriptions() -> None:
+    """docs/up.md's compose.gpus.yaml: valid Compose with compose.yaml, one server per GPU
+    reserved by device_ids, each GPU's worker on that GPU's server, named as `make up` names
+    them (genstack.deploy.services)."""
+    import yaml
+    from test_config_and_images import (
+        ComposeLoader,
+        Override,
+        Reset,
+        merge_compose,
+        validate_compose,
+    )
+
+    def resolved(value: Any) -> Any:
+        """The tags left where nothing was below to merge with (new services)."""
+        if isinstance(value, Override):
+            return resolved(value.value)
+        if isinstance(value, dict):
+            return {k: resolved(v) for k, v in value.items() if not isinstance(v, Reset)}
+        if isinstance(value, list):
+            return [resolved(v) for v in value]
+        return value
+
+    doc = (ROOT / "docs" / "up.md").read_text()
+    [block] = re.findall(r"```yaml\n(# compose\.gpus\.yaml.*?)```", doc, re.S)
+    override = yaml.load(block, ComposeLoader)
+    merged = resolved(merge_compose(load_compose("compose.yaml"), override))
+    validate_compose(merged)
+    services = override["services"]
+    for name, engine in ENGINES.items():
+        if name not in load_compose("compose.yaml")["services"]:
+            continue
+        for gpu, server in ((0, name), (1, f"{name}-gpu1")):
+            devices = services[server]["deploy"]["resources"]["reservations"]["devices"]
+            assert devices.value == [
+                {"driver": "nvidia", "device_ids": [str(gpu)], "capabilities": ["gpu"]}
+            ]
+        worker = services[f"{name}-worker-gpu1"]
+        assert worker["extends"] == {"file": "compose.yaml", "service": engine.worker.name}
+        port = engine.server.port
+        assert worker["environment"] == {engine.url_var: f"http://{name}-gpu1:{port}"}
+        assert set(worker["depends_on"]) == {"redis", f"{name}-gpu1"}
+        assert services[f"{name}-gpu1"]["extends"]["service"] == engine.server.name
