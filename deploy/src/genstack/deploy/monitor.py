@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from genstack.deploy.health import Check, check
+from genstack.deploy.health import Check, check, not_ready
 
 __all__ = ["Monitor", "log_tail"]
 
@@ -110,6 +110,10 @@ class Monitor:
                 self.ready_once = True
                 self.say(self.banner)
             elif now - last_waiting >= self.waiting_every_s:
+                # A live server that is not ready says why (a model loading, or failed).
+                for target in live:
+                    if target.name not in failing and (why := not_ready(target)) is not None:
+                        failing[target.name] = f"not ready, {why}"
                 waiting = ", ".join(f"{name} ({why})" for name, why in failing.items())
                 self.say(f"waiting for {waiting}")
                 return now

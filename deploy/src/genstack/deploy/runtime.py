@@ -165,6 +165,11 @@ def prepare(
             kind=p.health.kind,
             url=p.health.url,
             log=None if console else str(layout.log_dir / f"{p.name}.log"),
+            ready_url=(
+                p.health.url.removesuffix("/healthz") + "/readyz"
+                if p.role is not None and p.role.package and p.health.path == "/healthz"
+                else None
+            ),
         )
         for p in plan.programs
     ]
