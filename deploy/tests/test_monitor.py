@@ -106,9 +106,7 @@ def test_a_service_that_gave_up_is_said_once_with_its_log(
         "genstack: comfyui stopped for good: it exited with code 2, which means do not restart."
     )
     assert lines[1] == f"genstack: last lines of {log}:"
-    assert lines[2:22] == [f"  line {i}" for i in range(31, 50)] + [
-        "  ComfyUI not started: no GPU"
-    ]
+    assert lines[2:22] == [f"  line {i}" for i in range(31, 50)] + ["  ComfyUI not started: no GPU"]
     # The others are still judged: the stack without it is ready.
     assert lines[22:] == ["genstack: ready"]
 

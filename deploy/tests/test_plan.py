@@ -291,6 +291,12 @@ def test_the_pod_runs_genstack_as_its_user_and_its_tools_as_root(tmp_path: Path)
     jupyter = tools["jupyter"]
     assert jupyter.env_from == {"JUPYTER_TOKEN": "JUPYTER_PASSWORD"}
     assert "secret-password" not in " ".join(jupyter.argv)
+    # Without RUNPOD_POD_ID (not on RunPod) the links name the address each request came to.
+    assert "GATEWAY_PUBLIC_URL" not in plan.program("gateway").env
+    on_runpod = make_plan(settings, layout, NO_GPU, {**env, "RUNPOD_POD_ID": "abc123"}, check=False)
+    assert on_runpod.program("gateway").env["GATEWAY_PUBLIC_URL"] == (
+        "https://abc123-8080.proxy.runpod.net"
+    )
     # ComfyUI's UI is the seed's, on 8188 for RunPod's proxy; the model servers stay local.
     assert plan.program("comfyui").env["COMFYUI_LISTEN"] == "0.0.0.0"
     assert plan.program("xtts").env["XTTS_HOST"] == "127.0.0.1"

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings is None:
         return 2
     if args.command == "envs":
-        wanted = [*CORE_PACKAGES, "deploy"]
+        wanted = list(CORE_PACKAGES)  # and deploy, which `make up` has built already
         for name in enabled_engines(settings):
             if (args.checkout / "services" / name / "pyproject.toml").is_file():
                 wanted.append(name)

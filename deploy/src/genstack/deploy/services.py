@@ -653,6 +653,12 @@ def make_plan(
     tts = [name for name in running if name in ("xtts", "chatterbox")]
     if tts and "GATEWAY_DEFAULT_TTS_BACKEND" not in user_env:
         gateway_env["GATEWAY_DEFAULT_TTS_BACKEND"] = tts[0]
+    if pod and "RUNPOD_POD_ID" in user_env and "GATEWAY_PUBLIC_URL" not in user_env:
+        # RunPod's proxy is the address clients use: the artifact links must name it.
+        pod_id = user_env["RUNPOD_POD_ID"]
+        gateway_env["GATEWAY_PUBLIC_URL"] = (
+            f"https://{pod_id}-{settings.gateway_port}.proxy.runpod.net"
+        )
     if "GATEWAY_API_KEYS" not in user_env and "GATEWAY_API_KEYS_FILE" not in user_env:
         gateway_env["GATEWAY_API_KEYS_FILE"] = str(layout.api_keys_file)
     programs.append(
