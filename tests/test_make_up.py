@@ -7,6 +7,7 @@ checkout) is said once and the rest runs."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -80,7 +81,6 @@ class Up:
         try:
             code = self.process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
             pytest.fail(f"make up still running {STOP_TIMEOUT_S}s after SIGTERM")
         deadline = time.monotonic() + 5
         while (left := session_members(self.process.pid)) and time.monotonic() < deadline:
@@ -132,10 +132,19 @@ def make_up(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[Any]:
         return up
 
     yield start
+    # A test that failed half-way: stop it as a user would, then kill what is left of its
+    # session (supervisord's programs have process groups of their own, not sessions).
     for up in runs:
         if up.process.poll() is None:
-            os.killpg(up.process.pid, signal.SIGKILL)
-            up.process.wait()
+            up.process.send_signal(signal.SIGTERM)
+            try:
+                up.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                up.process.kill()
+                up.process.wait()
+        for member in session_members(up.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(member.split()[0]), signal.SIGKILL)
 
 
 def submit(http: httpx.Client, text: str) -> str:
