@@ -47,13 +47,13 @@ from genstack.provision.manifest import (
     load_manifest,
     parse_source,
 )
+from genstack.provision.partfile import part_bytes
 from genstack.provision.plan import (
     DiskCheck,
     Plan,
     PlanRow,
     Target,
     build_plan,
-    part_bytes,
     snapshot_key,
 )
 from genstack.provision.progress import Progress, human_bytes, make_progress

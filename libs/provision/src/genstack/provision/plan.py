@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from genstack.provision.conditions import Value
-from genstack.provision.downloader import STATE_HEADER, part_paths
 from genstack.provision.errors import VariableError
 from genstack.provision.gpu import OFFLOAD_FACTOR, GpuProfile
 from genstack.provision.ledger import ModelLedger
 from genstack.provision.manifest import Manifest, ModelEntry, parse_source
+from genstack.provision.partfile import part_bytes
 from genstack.provision.progress import human_bytes
 
 __all__ = [
@@ -330,19 +329,6 @@ def _vram_status(entry: ModelEntry, profile: GpuProfile) -> VramStatus:
     if entry.vram_gb <= profile.vram_gb * OFFLOAD_FACTOR[profile.memory_mode]:
         return "offload"
     return "too big"
-
-
-def part_bytes(dest: Path) -> int:
-    """Bytes a previous run wrote into dest's part file, per its state file (0 if none)."""
-    _, state = part_paths(dest)
-    try:
-        blob = state.read_bytes()
-    except OSError:
-        return 0
-    count = (len(blob) - STATE_HEADER) // 8
-    if count <= 0:
-        return 0
-    return sum(max(0, v) for v in struct.unpack(f"<{count}q", blob[STATE_HEADER:][: 8 * count]))
 
 
 def _existing_parent(path: Path) -> Path:
