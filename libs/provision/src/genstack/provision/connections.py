@@ -68,22 +68,35 @@ class ConnectionBudget:
 
     # ------------------------------------------------------------------ evidence
 
-    def pushback(self, now: float, retry_after_s: float | None = None, reason: str = "") -> int:
-        """The server refused, reset or rate-limited a request; returns the new limit."""
+    def pushback(
+        self,
+        now: float,
+        retry_after_s: float | None = None,
+        reason: str = "",
+        busy: int | None = None,
+    ) -> int:
+        """The server refused, reset or rate-limited a request while ``busy`` other
+        connections to it were working; returns the new limit."""
         self.pushbacks += 1
         hold = max(self.config.hold_s, retry_after_s or 0.0)
         self._hold_until = max(self._hold_until, now + hold)
         self._probe = None
-        if now - self._last_cut < self.config.window_s:
-            return self.limit  # the same burst
-        self._last_cut = now
-        self._mark_ceiling(self.limit, now)
-        new = max(1, math.floor(self.limit * self.config.backoff))
-        if new < self.limit:
+        before = self.limit
+        failed = before if busy is None else min(before, busy + 1)
+        if now - self._last_cut >= self.config.window_s:
+            self._last_cut = now
+            self._mark_ceiling(failed, now)
+            self.limit = max(1, math.floor(before * self.config.backoff))
+        else:  # the same burst: one signal, but the server's refusals tell where it stops
+            self._ceiling = min(self._ceiling, failed)
+        if busy is not None:
+            # While holding, no connection beyond those the server still serves: a refused
+            # worker would only be refused again.
+            self.limit = max(1, min(self.limit, busy))
+        if self.limit < before:
             log.info(
-                "%s pushed back (%s): %d -> %d connections", self.name, reason, self.limit, new
+                "%s pushed back (%s): %d -> %d connections", self.name, reason, before, self.limit
             )
-        self.limit = new
         return self.limit
 
     def observe(self, now: float, total_bytes: int, busy: int) -> int:

@@ -466,20 +466,17 @@ class Downloader:
                 continue
             if self._busy.get(run.origin, 0) >= self._budget(run.origin).limit:
                 continue
-            block = fetch.part.block_size
-            # Beyond the block being written and whatever one read may still bring.
-            first_free = run.position // block + 1 + -(-BUFFER // block)
-            untouched = run.end - first_free
-            if untouched < 2:
+            # The blocks after the one being written (a read never crosses a block's end).
+            untouched = run.end - (run.position // fetch.part.block_size + 1)
+            if untouched < 1:
                 continue
-            size = untouched * block
-            if best is None or size > best[0]:
-                best = (size, run, untouched)
+            if best is None or untouched > best[2]:
+                best = (untouched * fetch.part.block_size, run, untouched)
         if best is None:
             return None
         _, victim, untouched = best
         fetch = victim.fetch
-        mid = victim.end - untouched // 2
+        mid = victim.end - (untouched + 1) // 2
         thief = _Run(
             fetch, mid, victim.end, fetch.part.block_start(mid) + fetch.done[mid], victim.origin
         )
@@ -502,7 +499,8 @@ class Downloader:
                 now = time.monotonic()
                 if error.pushback:
                     origin = error.origin or run.origin
-                    self._budget(origin).pushback(now, error.delay_s, str(error))
+                    busy = self._busy.get(origin, 0)
+                    self._budget(origin).pushback(now, error.delay_s, str(error), busy)
                 k = (
                     min(len(fetch.done) - 1, run.position // fetch.part.block_size)
                     if fetch.size
@@ -704,9 +702,10 @@ class Downloader:
                 end = fetch.run_end(run)
                 want = buffer
                 if end is not None:
-                    left = end - position
-                    if left <= 0:
+                    if end <= position:
                         return position == requested_end
+                    # Up to the end of the block at most: a thief takes whole blocks after it.
+                    left = min(end, (position // block + 1) * block) - position
                     if left < len(buffer):
                         want = buffer[:left]
                 try:
