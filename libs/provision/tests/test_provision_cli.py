@@ -279,3 +279,38 @@ def test_pin_prints_a_manifest_that_loads(
     pinned = parse_manifest(result.stdout)
     assert pinned.models[0].size == len(data) and pinned.models[0].sha256 == sha256(data)
     assert pinned.models[0].source == "hf://org/x/w.bin@" + "0" * 40
+
+
+def test_a_plain_download_does_not_look_for_a_gpu(
+    hub: FileServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    data = os.urandom(MiB)
+    url = hub.add("/files/plain.bin", data)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(
+        "schema: 1\nname: plain\nmodels:\n"
+        f"  - id: plain\n    source: {url}\n    dest: plain.bin\n"
+        f"    size: {len(data)}\n    sha256: {sha256(data)}\n"
+    )
+    root = tmp_path / "models"
+    result = run_cli("-m", str(plain), "--models-dir", str(root), env=env)
+    assert result.returncode == 0, result.stderr
+    assert (root / "plain.bin").read_bytes() == data
+    assert "GPU" not in result.stderr and "NVML" not in result.stderr, result.stderr
+
+    # A manifest whose choice the GPU decides does look, and says when there is none.
+    chosen = tmp_path / "auto.yaml"
+    chosen.write_text(
+        "schema: 1\nname: auto\nvariables:\n"
+        "  VIBEVOICE_MODEL: {type: choice, choices: ['1.5B', Large], default: auto, auto: true,"
+        " doc: by VRAM}\n"
+        "models:\n"
+        f"  - id: small\n    source: {url}\n    dest: small.bin\n"
+        f"    size: {len(data)}\n    sha256: {sha256(data)}\n"
+        "    when: VIBEVOICE_MODEL == '1.5B'\n"
+    )
+    result = run_cli("-m", str(chosen), "--models-dir", str(root), env=env)
+    assert result.returncode == 0, result.stderr
+    if not json.loads(run_cli("gpu").stdout)["gpu_found"]:
+        assert "no GPU found" in result.stderr
+        assert (root / "small.bin").read_bytes() == data  # the smallest variant

@@ -34,7 +34,7 @@ from genstack.provision.errors import (
     ProvisionError,
     VariableError,
 )
-from genstack.provision.gpu import resolve_profile
+from genstack.provision.gpu import LazyProfile, resolve_profile
 from genstack.provision.manifest import CATALOG_NAMES, Manifest, ManifestError
 from genstack.provision.pin import pin_manifest
 from genstack.provision.plan import Target
@@ -178,8 +178,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(Manifest.model_json_schema(by_alias=True), indent=2))
         return 0
     if args.command == "gpu":
-        profile = resolve_profile(env, assume_vram_gb=args.vram_gb)
-        print(json.dumps(profile.to_json(), indent=2))
+        print(json.dumps(resolve_profile(env, assume_vram_gb=args.vram_gb).to_json(), indent=2))
         return 0
     settings = ProvisionSettings.from_env(env)
     targets = _targets(args, env, settings)
@@ -189,9 +188,10 @@ def _run(args: argparse.Namespace) -> int:
         pinned = pin_manifest(targets[0].manifest, settings)
         print(yaml.safe_dump(pinned, sort_keys=False, allow_unicode=True), end="")
         return 0
-    profile = resolve_profile(env, assume_vram_gb=args.vram_gb)
+    # Detected only if the plan depends on it: a plain download does not touch NVML.
+    gpu = LazyProfile(env, assume_vram_gb=args.vram_gb)
     if args.dry_run:
-        plan = plan_models(targets, env, profile=profile, settings=settings)
+        plan = plan_models(targets, env, profile=gpu, settings=settings)
         if args.json:
             print(json.dumps(plan.to_json(), indent=2))
         else:
@@ -199,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0 if plan.fits_disk else EXIT_DISK
     stop = threading.Event()
     _on_signals(stop)
-    report = provision(targets, env, profile=profile, settings=settings, stop=stop)
+    report = provision(targets, env, profile=gpu, settings=settings, stop=stop)
     if args.json:
         summary = {
             "files": report.files,

@@ -2,26 +2,35 @@
 
 How a file is fetched:
 
-- It is cut into pieces (16-128 MiB). Worker threads take pieces in file order, each with
-  one ranged GET on a kept-alive connection; several files are in flight at once
-  (``max_files`` with pieces still to hand out), so small files never wait behind a big one
-  for long and no worker sits idle at the end of a file. Four workers start; every second
-  four more are tried and kept only if they raised the throughput by a quarter, up to
-  ``connections``: a CDN that caps each connection gets many, a LAN or loopback link (where
-  more streams only cost CPU) stays with a few.
-- Bytes go from the socket into a per-worker buffer and from there to
-  ``<dest>.part`` with ``pwrite``. After every write the piece's byte count is written to
-  ``<dest>.part.state`` (also with ``pwrite``: it lands in the page cache, so it survives a
-  SIGKILL of the process). A rerun reads the state and asks only for the bytes it lacks; the
-  state header names the source, size and expected hash, and a part that belongs to
-  something else is discarded.
-- A hasher thread per file follows the contiguous written prefix and feeds sha256 while the
-  rest downloads, so verification costs almost nothing at the end.
+- Its part file (:mod:`genstack.provision.partfile`) is divided into blocks of 1-16 MiB.
+  A worker thread per connection (``connections`` in all) claims a *run* of blocks and
+  fetches it with one ranged GET on a kept-alive connection. A run starts at the first block
+  nobody holds and is the file's fair share: half of what is left divided by the server's
+  connection limit (at most ``piece_size``, at least a block). So the first requests are long
+  and later ones shorter: the data arrives roughly in file order (the hash keeps up), and the
+  last requests of a file are small, so every connection is busy until its end. When nothing
+  is left to claim, an idle worker takes the second half of the longest run in flight
+  (aria2c's split), which the other worker then stops short of.
+- Every server (origin) starts with all ``connections``: the limit is lowered only when the
+  server pushes back (429, 503, ``Retry-After``, refused or reset connections) or when more
+  connections moved fewer bytes, and it is raised again later
+  (:mod:`genstack.provision.connections`). Runs over a lowered limit stop at their next read.
+- Several files are in flight at once (``max_files`` with blocks still to hand out, in
+  order) and share the workers: a connection is held per run, never per file, so a small
+  file takes one short request and the rest of the budget stays with the big one.
+- Bytes go from the socket into a per-worker buffer and from there to ``<dest>.part`` with
+  ``pwrite``; the block's byte count then goes to the state file, so a SIGKILL loses at most
+  the chunk in flight per connection and a rerun asks only for the missing bytes.
+- sha256 follows the written prefix of the file: the worker whose bytes extend it hashes them
+  straight from its buffer; bytes written ahead of it by other workers are hashed, when the
+  prefix reaches them, from the part file mapped read-only (the page cache, no copy) by the
+  file's verifier thread. hashlib releases the GIL for buffers this large, so hashing runs
+  beside the transfers and the digest is ready moments after the last byte.
 - Only when the size and sha256 match (the manifest's, or the hub's) is the part renamed to
   its name. A mismatch deletes the part and fetches the file again, up to
   ``verify_attempts`` times, then fails naming the file. With no known hash the computed one
   is reported (and recorded in the ledger by the caller).
-- Failed requests are retried with exponential backoff and jitter (per piece); a transfer
+- Failed requests are retried with exponential backoff and jitter (per block); a transfer
   that moves fewer than ``STALL_BYTES`` in ``stall_timeout_s`` is cut by a watchdog and
   retried; an expired redirect target (presigned URL) is re-resolved from the source URL.
 """
@@ -29,43 +38,62 @@ How a file is fetched:
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
-import functools
 import hashlib
-import json
 import logging
-import os
 import random
 import re
 import socket
-import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
+from genstack.provision.connections import BudgetConfig, ConnectionBudget
 from genstack.provision.errors import (
     ChecksumError,
     DownloadError,
     DownloadInterruptedError,
 )
-from genstack.provision.http import HostToken, HttpError, Response, Session, safe_url
+from genstack.provision.http import (
+    HostToken,
+    HttpError,
+    Response,
+    Session,
+    origin_of,
+    safe_url,
+    shared_ssl_context,
+)
 from genstack.provision.ledger import fsync_dir
+from genstack.provision.partfile import (
+    STATE_HEADER,
+    PartFile,
+    block_size_for,
+    part_paths,
+)
 from genstack.provision.progress import NullProgress, Progress
 
-__all__ = ["DownloadItem", "DownloadResult", "Downloader", "DownloaderConfig", "part_paths"]
+__all__ = [
+    "STATE_HEADER",
+    "DownloadItem",
+    "DownloadResult",
+    "Downloader",
+    "DownloaderConfig",
+    "part_paths",
+]
 
 log = logging.getLogger(__name__)
 
-STATE_HEADER = 4096
+Origin = tuple[str, str, int]
+
 STALL_BYTES = 256 * 1024
-BUFFER = 4 * 2**20
+BUFFER = 4 * 2**20  # per worker: one read at most; hashing large buffers releases the GIL
+HASH_CHUNK = 16 * 2**20
+NOTIFY_BYTES = 4 * 2**20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_PUSHBACK_STATUS = frozenset({429, 503})
 _REFRESH_STATUS = frozenset({401, 403, 404, 410})  # an expired presigned redirect target
 
 
@@ -94,14 +122,9 @@ class DownloadResult:
 
 @dataclass(frozen=True)
 class DownloaderConfig:
-    connections: int = 16
-    # Connections start at ``initial_connections`` and grow by ``ramp_step`` each second
-    # while that raises the throughput: a CDN that caps each connection gets all of them,
-    # a LAN or loopback link (where more streams only cost CPU) stays with a few.
-    initial_connections: int = 4
-    ramp_step: int = 4
+    connections: int = 16  # in all, and what each server starts with
     max_files: int = 4
-    piece_size: int | None = None  # None: by file size (16-128 MiB)
+    piece_size: int | None = None  # the most bytes one request asks for; None: no cap
     retries: int = 8
     verify_attempts: int = 3
     retry_base_s: float = 0.5
@@ -109,41 +132,45 @@ class DownloaderConfig:
     stall_timeout_s: float = 30.0
     connect_timeout_s: float = 15.0
     fsync: bool = False
+    backoff: float = 0.5
+    backoff_hold_s: float = 5.0
+    probe_step: int = 2
+    probe_fall: float = 0.2
+
+    def budget(self) -> BudgetConfig:
+        return BudgetConfig(
+            connections=self.connections,
+            backoff=self.backoff,
+            hold_s=self.backoff_hold_s,
+            probe_step=self.probe_step,
+            fall=self.probe_fall,
+        )
 
 
-def part_paths(dest: Path) -> tuple[Path, Path]:
-    return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.state")
+@dataclass(eq=False)
+class _Run:
+    """Blocks ``[first, end)`` of a file held by one worker, fetched with one request. A
+    thief may lower ``end``; the worker stops there."""
+
+    fetch: _FileFetch
+    first: int
+    end: int
+    position: int  # the next byte this run writes
+    origin: Origin
+    preempted: bool = False
 
 
-@dataclass
-class _Piece:
-    index: int
-    start: int
-    end: int | None  # exclusive; None: to the end of a body of unknown length
-    done: int = 0
-    claimed: bool = False
-    attempts: int = 0
-    not_before: float = 0.0
-
-    @property
-    def length(self) -> int | None:
-        return None if self.end is None else self.end - self.start
-
-    @property
-    def complete(self) -> bool:
-        return self.end is not None and self.done >= self.end - self.start
-
-
-@dataclass
+@dataclass(eq=False)
 class _FileFetch:
     item: DownloadItem
-    part: Path
-    state: Path
-    pieces: list[_Piece] = field(default_factory=list)
-    fd: int = -1
-    state_fd: int = -1
+    part: PartFile
     size: int | None = None
     ranges: bool = True
+    done: list[int] = field(default_factory=list)  # bytes written from each block's start
+    owner: list[_Run | None] = field(default_factory=list)
+    attempts: list[int] = field(default_factory=list)
+    not_before: list[float] = field(default_factory=list)
+    front: int = 0  # blocks before it are complete
     final_url: str | None = None
     in_flight: int = 0
     attempt: int = 1
@@ -152,40 +179,80 @@ class _FileFetch:
     finished: bool = False
     eof: bool = False  # unknown-length body fully read
     cond: threading.Condition = field(default_factory=threading.Condition)
-    hasher_thread: threading.Thread | None = None
+    hash_lock: threading.Lock = field(default_factory=threading.Lock)
+    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+    hashed: int = 0  # bytes from offset 0 fed to ``hasher``
+    verifier: threading.Thread | None = None
 
     @property
     def key(self) -> str:
         return self.item.key
 
-    def unclaimed(self) -> bool:
-        return any(not p.claimed and not p.complete for p in self.pieces)
+    @property
+    def origin(self) -> Origin:
+        return origin_of(self.final_url or self.item.url)
+
+    def reset_blocks(self, done: list[int]) -> None:
+        n = len(done)
+        self.done = done
+        self.owner = [None] * n
+        self.attempts = [0] * n
+        self.not_before = [0.0] * n
+        self.front = 0
+
+    def block_complete(self, k: int) -> bool:
+        length = self.part.block_length(k)
+        return self.eof if length < 0 else self.done[k] >= length
 
     def all_complete(self) -> bool:
+        return all(self.block_complete(k) for k in range(self.front, len(self.done)))
+
+    def unclaimed(self) -> bool:
+        return any(
+            self.owner[k] is None and not self.block_complete(k)
+            for k in range(self.front, len(self.done))
+        )
+
+    def remaining(self) -> int:
         if self.size is None:
-            return self.eof
-        return all(p.complete for p in self.pieces)
+            return 0
+        return self.size - sum(self.done)
+
+    def run_end(self, run: _Run) -> int | None:
+        """The byte after the run's last block (None: a body of unknown length)."""
+        if self.size is None:
+            return None
+        return min(self.size, run.end * self.part.block_size)
 
     def prefix(self) -> int:
-        """Bytes from offset 0 that are written (the hasher may read up to here)."""
-        total = 0
-        for piece in self.pieces:
-            total += piece.done
-            if not piece.complete:
-                break
-        return total
+        """Bytes from offset 0 that are written (the hash may read up to here)."""
+        done, n = self.done, len(self.done)
+        while self.front < n and self.block_complete(self.front):
+            self.front += 1
+        if self.front >= n:
+            return self.size if self.size is not None else self.done[0]
+        return self.part.block_start(self.front) + done[self.front]
 
 
 class _RetryError(Exception):
-    """This attempt at a piece failed in a way a later attempt may not."""
+    """This attempt at a run failed in a way a later attempt may not."""
 
-    def __init__(self, message: str, delay_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        delay_s: float | None = None,
+        *,
+        pushback: bool = False,
+        origin: Origin | None = None,
+    ) -> None:
         super().__init__(message)
         self.delay_s = delay_s
+        self.pushback = pushback  # the server refused, reset or rate-limited us
+        self.origin = origin
 
 
 class _StoppedError(Exception):
-    """The run is stopping, or this file failed elsewhere: leave the piece as it is."""
+    """The run is stopping, or this file failed elsewhere: leave the blocks as they are."""
 
 
 class _FatalError(Exception):
@@ -221,21 +288,22 @@ class Downloader:
         self.on_verified = on_verified
         self.stop = stop or threading.Event()
         self.bytes_fetched = 0
+        self.requests = 0
         self._cond = threading.Condition()
+        self._count_lock = threading.Lock()
         self._pending: deque[_FileFetch] = deque()
         self._active: list[_FileFetch] = []
+        self._runs: set[_Run] = set()
+        self._budgets: dict[Origin, ConnectionBudget] = {}
+        self._busy: dict[Origin, int] = {}
+        self._origin_bytes: dict[Origin, int] = {}
         self._results: list[DownloadResult] = []
         self._failures: list[tuple[str, str]] = []
         self._remaining = 0
         self._transfers: dict[int, _Transfer] = {}
         self._transfers_lock = threading.Lock()
         self._finished = threading.Event()
-        self._limit = max(1, min(self.config.initial_connections, self.config.connections))
-        self._ramp_at = time.monotonic()
-        self._ramp_bytes = 0
-        self._ramp_rate: float | None = None
-        self._ramp_warm = False
-        self._ramp_done = False
+        self._ssl_context = shared_ssl_context()
 
     # ------------------------------------------------------------------ public
 
@@ -247,20 +315,21 @@ class Downloader:
         """
         if not items:
             return []
-        fetches = [_FileFetch(item, *part_paths(item.dest)) for item in items]
+        fetches = [
+            _FileFetch(item, PartFile(item.dest, item.identity, item.size)) for item in items
+        ]
         with self._cond:
             self._pending.extend(fetches)
             self._remaining = len(fetches)
-        self.progress.begin(
-            sum(i.size or 0 for i in items),
-            len(items),
-            already=sum(self._resumable_bytes(j) for j in fetches),
-        )
+        already = 0
+        for fetch in fetches:
+            resumable = fetch.part.resumable() if fetch.item.ranges else None
+            already += resumable.total if resumable else 0
+        self.progress.begin(sum(i.size or 0 for i in items), len(items), already=already)
         workers = [
-            threading.Thread(target=self._worker, args=(n,), name=f"dl-{n}", daemon=True)
+            threading.Thread(target=self._worker, name=f"dl-{n}", daemon=True)
             for n in range(max(1, self.config.connections))
         ]
-        self._ramp_at = time.monotonic()
         watchdog = threading.Thread(target=self._watchdog, name="dl-watchdog", daemon=True)
         for thread in [*workers, watchdog]:
             thread.start()
@@ -269,9 +338,9 @@ class Downloader:
                 while thread.is_alive():
                     thread.join(timeout=0.5)
             for fetch in fetches:
-                if fetch.hasher_thread is not None:
-                    while fetch.hasher_thread.is_alive():
-                        fetch.hasher_thread.join(timeout=0.5)
+                if fetch.verifier is not None:
+                    while fetch.verifier.is_alive():
+                        fetch.verifier.join(timeout=0.5)
         except KeyboardInterrupt:
             self.stop.set()
             raise
@@ -280,7 +349,7 @@ class Downloader:
             with self._cond:
                 self._cond.notify_all()
             for fetch in fetches:
-                self._close_fetch(fetch)
+                fetch.part.close()
         if self._failures:
             raise DownloadError(self._failures)
         if self._remaining:
@@ -290,71 +359,188 @@ class Downloader:
             )
         return list(self._results)
 
+    def connection_limits(self) -> dict[str, int]:
+        """Each server's connection limit now (``host:port`` -> limit)."""
+        with self._cond:
+            return {f"{o[1]}:{o[2]}": b.limit for o, b in self._budgets.items()}
+
     # ------------------------------------------------------------------ scheduling
 
-    def _next_work(self, worker: int) -> tuple[_FileFetch, _Piece] | None:
+    def _budget(self, origin: Origin) -> ConnectionBudget:
+        budget = self._budgets.get(origin)
+        if budget is None:
+            budget = ConnectionBudget(
+                self.config.budget(), time.monotonic(), name=f"{origin[1]}:{origin[2]}"
+            )
+            self._budgets[origin] = budget
+            self._busy[origin] = 0
+            self._origin_bytes[origin] = 0
+        return budget
+
+    def _next_work(self) -> _Run | None:
         with self._cond:
             while True:
                 if self.stop.is_set() or self._remaining == 0:
                     return None
-                if worker >= self._limit:
-                    self._cond.wait(timeout=0.5)
-                    continue
                 now = time.monotonic()
                 wake = now + 0.5
                 for fetch in self._active:
                     if fetch.failed or fetch.finished:
                         continue
-                    for piece in fetch.pieces:
-                        if piece.claimed or piece.complete:
-                            continue
-                        if piece.not_before > now:
-                            wake = min(wake, piece.not_before)
-                            continue
-                        piece.claimed = True
-                        fetch.in_flight += 1
-                        return fetch, piece
-                waiting = sum(1 for j in self._active if j.unclaimed() and not j.failed)
-                if self._pending and waiting < self.config.max_files:
+                    origin = fetch.origin
+                    if self._busy.get(origin, 0) >= self._budget(origin).limit:
+                        continue
+                    run, retry_at = self._claim(fetch, origin, now)
+                    if run is not None:
+                        return self._start(run)
+                    if retry_at is not None:
+                        wake = min(wake, retry_at)
+                claimable = sum(1 for f in self._active if not f.failed and f.unclaimed())
+                if self._pending and claimable < self.config.max_files:
                     fetch = self._pending.popleft()
                     try:
                         self._open_fetch(fetch)
                     except OSError as exc:
-                        self._fail_locked(fetch, f"cannot write {fetch.part}: {exc}")
+                        self._fail_locked(fetch, f"cannot write {fetch.part.path}: {exc}")
                         continue
                     self._active.append(fetch)
                     continue
+                run = self._steal()
+                if run is not None:
+                    return self._start(run)
                 self._cond.wait(timeout=max(0.01, wake - now))
 
-    def _release(self, fetch: _FileFetch, piece: _Piece, error: _RetryError | None) -> None:
+    def _start(self, run: _Run) -> _Run:
+        self._runs.add(run)
+        self._busy[run.origin] = self._busy.get(run.origin, 0) + 1
+        run.fetch.in_flight += 1
+        return run
+
+    def _claim(
+        self, fetch: _FileFetch, origin: Origin, now: float
+    ) -> tuple[_Run | None, float | None]:
+        """The file's next run (its fair share from the first free block), or when a block
+        waiting out a retry delay may be claimed."""
+        n = len(fetch.done)
+        retry_at: float | None = None
+        k = fetch.front
+        while k < n:
+            if fetch.owner[k] is None and not fetch.block_complete(k):
+                if fetch.not_before[k] <= now:
+                    break
+                retry_at = (
+                    fetch.not_before[k] if retry_at is None else min(retry_at, fetch.not_before[k])
+                )
+            k += 1
+        if k >= n:
+            return None, retry_at
+        share = fetch.remaining() // (2 * self._budget(origin).limit)
+        want = max(fetch.part.block_size, share)
+        if self.config.piece_size:
+            want = min(want, self.config.piece_size)
+        run = _Run(fetch, k, k, fetch.part.block_start(k) + fetch.done[k], origin)
+        got = 0
+        j = k
+        while j < n and got < want:
+            if j > k and (
+                fetch.owner[j] is not None
+                or fetch.done[j] != 0
+                or fetch.block_complete(j)
+                or fetch.not_before[j] > now
+            ):
+                break
+            fetch.owner[j] = run
+            length = fetch.part.block_length(j)
+            got += (length if length >= 0 else want) - fetch.done[j]
+            j += 1
+        run.end = j
+        return run, None
+
+    def _steal(self) -> _Run | None:
+        """Split the run in flight with the most blocks nobody has started (the tail of the
+        download): the idle worker takes the second half."""
+        best: tuple[int, _Run, int] | None = None
+        for run in self._runs:
+            fetch = run.fetch
+            if fetch.failed or not fetch.ranges or run.preempted:
+                continue
+            if self._busy.get(run.origin, 0) >= self._budget(run.origin).limit:
+                continue
+            # The blocks after the one being written (a read never crosses a block's end).
+            untouched = run.end - (run.position // fetch.part.block_size + 1)
+            if untouched < 1:
+                continue
+            if best is None or untouched > best[2]:
+                best = (untouched * fetch.part.block_size, run, untouched)
+        if best is None:
+            return None
+        _, victim, untouched = best
+        fetch = victim.fetch
+        mid = victim.end - (untouched + 1) // 2
+        thief = _Run(
+            fetch, mid, victim.end, fetch.part.block_start(mid) + fetch.done[mid], victim.origin
+        )
+        for j in range(mid, victim.end):
+            fetch.owner[j] = thief
+        victim.end = mid
+        return thief
+
+    def _release(self, run: _Run, error: _RetryError | None) -> None:
+        fetch = run.fetch
         with self._cond:
-            piece.claimed = False
+            self._runs.discard(run)
+            if not run.preempted:
+                self._busy[run.origin] -= 1
             fetch.in_flight -= 1
+            for j in range(run.first, min(run.end, len(fetch.owner))):
+                if fetch.owner[j] is run:
+                    fetch.owner[j] = None
             if error is not None and not fetch.failed:
-                piece.attempts += 1
-                if piece.attempts > self.config.retries:
+                now = time.monotonic()
+                if error.pushback:
+                    origin = error.origin or run.origin
+                    busy = self._busy.get(origin, 0)
+                    self._budget(origin).pushback(now, error.delay_s, str(error), busy)
+                k = (
+                    min(len(fetch.done) - 1, run.position // fetch.part.block_size)
+                    if fetch.size
+                    else 0
+                )
+                fetch.attempts[k] += 1
+                if fetch.attempts[k] > self.config.retries:
                     self._fail_locked(
                         fetch,
-                        f"gave up after {piece.attempts} attempts at bytes "
-                        f"{piece.start + piece.done}-: {error}",
+                        f"gave up after {fetch.attempts[k]} attempts at bytes "
+                        f"{run.position}-: {error}",
                     )
                 else:
                     delay = error.delay_s
                     if delay is None:
-                        backoff = self.config.retry_base_s * 2 ** (piece.attempts - 1)
+                        backoff = self.config.retry_base_s * 2 ** (fetch.attempts[k] - 1)
                         delay = min(self.config.retry_cap_s, backoff) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
-                    piece.not_before = time.monotonic() + delay
+                    fetch.not_before[k] = now + delay
                     log.info(
                         "retrying %s in %.1fs (attempt %d/%d): %s",
                         fetch.key,
                         delay,
-                        piece.attempts + 1,
+                        fetch.attempts[k] + 1,
                         self.config.retries + 1,
                         error,
                     )
             self._cond.notify_all()
         with fetch.cond:
             fetch.cond.notify_all()
+
+    def _preempt(self, run: _Run) -> bool:
+        """Whether ``run`` should give its connection back: its server's limit was lowered
+        below the connections in use."""
+        with self._cond:
+            budget = self._budgets[run.origin]
+            if run.preempted or self._busy[run.origin] <= budget.limit:
+                return False
+            self._busy[run.origin] -= 1
+            run.preempted = True
+            return True
 
     def _fail_locked(self, fetch: _FileFetch, reason: str) -> None:
         if fetch.failed or fetch.finished:
@@ -369,156 +555,81 @@ class Downloader:
 
     # ------------------------------------------------------------------ files
 
-    def _piece_size(self, size: int) -> int:
-        if self.config.piece_size:
-            return self.config.piece_size
-        per = size // (max(1, self.config.connections) * 16)
-        return min(128 * 2**20, max(16 * 2**20, per))
-
-    def _header(self, fetch: _FileFetch, piece_size: int) -> bytes:
-        header = json.dumps(
-            {
-                "v": 1,
-                "identity": fetch.item.identity,
-                "size": fetch.item.size,
-                "piece_size": piece_size,
-            },
-            sort_keys=True,
-        ).encode()
-        if len(header) >= STATE_HEADER:
-            raise OSError("state header too long")
-        return header.ljust(STATE_HEADER - 1) + b"\n"
-
-    def _resumable_bytes(self, fetch: _FileFetch) -> int:
-        """Bytes a previous run left in fetch's part (0 if it cannot be resumed)."""
-        item = fetch.item
-        if item.size is None or not item.ranges:
-            return 0
-        try:
-            with fetch.state.open("rb") as f:
-                blob = f.read()
-        except OSError:
-            return 0
-        piece_size = self._piece_size(item.size)
-        try:
-            expected = self._header(fetch, piece_size)
-        except OSError:
-            return 0
-        if blob[:STATE_HEADER] != expected:
-            return 0
-        count = len(blob[STATE_HEADER:]) // 8
-        done = struct.unpack(f"<{count}q", blob[STATE_HEADER : STATE_HEADER + 8 * count])
-        return sum(max(0, d) for d in done)
-
     def _open_fetch(self, fetch: _FileFetch) -> None:
         item = fetch.item
-        item.dest.parent.mkdir(parents=True, exist_ok=True)
         fetch.size = item.size
         fetch.ranges = item.ranges and item.size is not None
-        piece_size = self._piece_size(item.size) if item.size else 0
-        pieces: list[_Piece] = []
-        if fetch.size is None or not fetch.ranges or fetch.size == 0:
-            pieces = [_Piece(0, 0, fetch.size)]
-        else:
-            for index, start in enumerate(range(0, fetch.size, piece_size)):
-                pieces.append(_Piece(index, start, min(start + piece_size, fetch.size)))
-        header = self._header(fetch, piece_size)
-        resumed = False
-        if fetch.ranges and fetch.part.exists() and fetch.state.exists():
-            with contextlib.suppress(OSError):
-                blob = fetch.state.read_bytes()
-                if (
-                    blob[:STATE_HEADER] == header
-                    and len(blob) == STATE_HEADER + 8 * len(pieces)
-                    and fetch.part.stat().st_size == fetch.size
-                ):
-                    done = struct.unpack(f"<{len(pieces)}q", blob[STATE_HEADER:])
-                    for piece, value in zip(pieces, done, strict=True):
-                        length = piece.length or 0
-                        piece.done = min(max(0, value), length)
-                    resumed = True
-        fetch.pieces = pieces
-        if resumed:
-            fetch.fd = os.open(fetch.part, os.O_RDWR)
-            fetch.state_fd = os.open(fetch.state, os.O_RDWR)
-        else:
-            self._fresh_files(fetch, header)
-        already = sum(p.done for p in pieces)
-        self.progress.file_started(fetch.key, fetch.size, already)
-        fetch.hasher_thread = threading.Thread(
-            target=self._hash_and_finish, args=(fetch,), name=f"hash-{fetch.key}"[:60], daemon=True
+        resumed = fetch.part.resumable() if fetch.ranges else None
+        done = fetch.part.open(self._block_size(fetch), resumed)
+        fetch.reset_blocks(done)
+        self.progress.file_started(fetch.key, fetch.size, sum(done))
+        fetch.verifier = threading.Thread(
+            target=self._verify, args=(fetch,), name=f"verify-{fetch.key}"[:60], daemon=True
         )
-        fetch.hasher_thread.start()
+        fetch.verifier.start()
 
-    def _fresh_files(self, fetch: _FileFetch, header: bytes) -> None:
-        for fd in (fetch.fd, fetch.state_fd):
-            if fd >= 0:
-                os.close(fd)
-        fetch.fd = os.open(fetch.part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        if fetch.size:
-            _allocate(fetch.fd, fetch.size)
-        fetch.state_fd = os.open(fetch.state, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.pwrite(fetch.state_fd, header + bytes(8 * len(fetch.pieces)), 0)
-        for piece in fetch.pieces:
-            piece.done = 0
-
-    def _close_fetch(self, fetch: _FileFetch) -> None:
-        for name in ("fd", "state_fd"):
-            fd = getattr(fetch, name)
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-                setattr(fetch, name, -1)
+    def _block_size(self, fetch: _FileFetch) -> int:
+        if not fetch.size:
+            return 1
+        if not fetch.ranges:
+            return fetch.size  # one block: the whole body
+        return block_size_for(fetch.size, self.config.piece_size)
 
     # ------------------------------------------------------------------ workers
 
-    def _worker(self, index: int) -> None:
+    def _worker(self) -> None:
         buffer = memoryview(bytearray(BUFFER))
         session = Session(
             self.tokens,
             connect_timeout=self.config.connect_timeout_s,
             read_timeout=self.config.stall_timeout_s,
+            ssl_context=self._ssl_context,
         )
         try:
             while True:
-                work = self._next_work(index)
-                if work is None:
+                run = self._next_work()
+                if run is None:
                     return
-                fetch, piece = work
+                fetch = run.fetch
                 error: _RetryError | None = None
                 try:
-                    self._fetch_piece(session, fetch, piece, buffer)
+                    self._fetch_run(session, run, buffer)
                 except _RetryError as exc:
                     error = exc
                 except _StoppedError:
                     pass
                 except HttpError as exc:
-                    error = _RetryError(str(exc))
+                    cause = exc.__cause__
+                    error = _RetryError(
+                        str(exc),
+                        pushback=isinstance(cause, ConnectionRefusedError | ConnectionResetError),
+                        origin=origin_of(exc.url) if exc.url else None,
+                    )
                 except _FatalError as exc:
                     with self._cond:
                         self._fail_locked(fetch, str(exc))
                 except OSError as exc:
                     with self._cond:
-                        self._fail_locked(fetch, f"cannot write {fetch.part}: {exc}")
-                self._release(fetch, piece, error)
+                        self._fail_locked(fetch, f"cannot write {fetch.part.path}: {exc}")
+                self._release(run, error)
         finally:
             session.close()
 
-    def _fetch_piece(
-        self, session: Session, fetch: _FileFetch, piece: _Piece, buffer: memoryview
-    ) -> None:
-        start = piece.start + piece.done
+    def _fetch_run(self, session: Session, run: _Run, buffer: memoryview) -> None:
+        fetch = run.fetch
         headers: dict[str, str] = {}
+        end = fetch.run_end(run)
         if fetch.ranges:
-            assert piece.end is not None
-            if start >= piece.end:
+            assert end is not None
+            if run.position >= end:
                 return
-            headers["Range"] = f"bytes={start}-{piece.end - 1}"
-        elif piece.done:
-            # No ranges: the body starts over, and so does the file.
-            self.progress.file_rewound(fetch.key, piece.done)
-            piece.done = 0
+            headers["Range"] = f"bytes={run.position}-{end - 1}"
+        elif fetch.done[0]:
+            self._rewind(fetch)  # no ranges: the body starts over, and so does the file
+            run.position = 0
         url = fetch.final_url or fetch.item.url
+        with self._count_lock:
+            self.requests += 1
         response = session.request("GET", url, headers)
         complete = False
         try:
@@ -527,24 +638,35 @@ class Downloader:
                 fetch.final_url = None
                 raise _RetryError(f"HTTP {status} from the redirect target; resolving it again", 0)
             if status in _RETRYABLE_STATUS:
+                retry_after = _retry_after(response.headers.get("Retry-After"))
                 raise _RetryError(
-                    f"HTTP {status}", _retry_after(response.headers.get("Retry-After"))
+                    f"HTTP {status}",
+                    retry_after,
+                    pushback=status in _PUSHBACK_STATUS or retry_after is not None,
+                    origin=origin_of(response.url),
                 )
             if status == 206:
-                self._check_range(fetch, response.headers.get("Content-Range", ""), start, piece)
+                self._check_range(fetch, response.headers.get("Content-Range", ""), run.position)
             elif status == 200:
-                if fetch.ranges and not (start == 0 and piece.end == fetch.size):
+                if fetch.ranges and not (run.position == 0 and end == fetch.size):
                     raise _RetryError("server ignored the Range header (answered 200)")
             else:
                 raise _FatalError(f"HTTP {status} from {safe_url(response.url)}")
             if response.hops and fetch.final_url is None:
                 fetch.final_url = response.url
-            self._stream(fetch, piece, response, buffer)
-            complete = True
+            complete = self._stream(run, response, buffer)
         finally:
             response.close(reuse=complete)
 
-    def _check_range(self, fetch: _FileFetch, value: str, start: int, piece: _Piece) -> None:
+    def _rewind(self, fetch: _FileFetch) -> None:
+        self.progress.file_rewound(fetch.key, fetch.done[0])
+        fetch.done[0] = 0
+        with fetch.hash_lock:
+            fetch.hasher = hashlib.sha256()
+            fetch.hashed = 0
+        fetch.front = 0
+
+    def _check_range(self, fetch: _FileFetch, value: str, start: int) -> None:
         match = _CONTENT_RANGE.match(value.strip())
         if not match:
             raise _RetryError(f"bad Content-Range {value!r}")
@@ -557,26 +679,33 @@ class Downloader:
         if int(first) != start:
             raise _RetryError(f"asked for bytes from {start}, got {value!r}")
 
-    def _stream(
-        self, fetch: _FileFetch, piece: _Piece, response: Response, buffer: memoryview
-    ) -> None:
+    def _stream(self, run: _Run, response: Response, buffer: memoryview) -> bool:
+        """Read the run's bytes into the part file; True when the response was read to its
+        end (the connection can be reused), False when the run stopped short of it (split,
+        or its connection given back)."""
+        fetch = run.fetch
+        part = fetch.part
+        block = part.block_size
+        requested_end = fetch.run_end(run)
         transfer = _Transfer(response.socket)
         ident = threading.get_ident()
         with self._transfers_lock:
             self._transfers[ident] = transfer
-        slot = STATE_HEADER + 8 * piece.index
-        position = piece.start + piece.done
-        notify_every = 8 * 2**20
+        position = run.position
+        k = position // block if fetch.size else 0
         since_notify = 0
+        received = 0
         try:
             while True:
                 if self.stop.is_set() or fetch.failed:
                     raise _StoppedError
+                end = fetch.run_end(run)
                 want = buffer
-                if piece.end is not None:
-                    left = piece.end - position
-                    if left <= 0:
-                        break
+                if end is not None:
+                    if end <= position:
+                        return position == requested_end
+                    # Up to the end of the block at most: a thief takes whole blocks after it.
+                    left = min(end, (position // block + 1) * block) - position
                     if left < len(buffer):
                         want = buffer[:left]
                 try:
@@ -587,67 +716,86 @@ class Downloader:
                             f"stalled: under {STALL_BYTES // 1024} KiB in "
                             f"{self.config.stall_timeout_s:g}s"
                         ) from None
-                    raise _RetryError(f"connection broke: {type(exc).__name__}: {exc}") from None
+                    raise _RetryError(
+                        f"connection broke: {type(exc).__name__}: {exc}",
+                        pushback=isinstance(exc, ConnectionResetError),
+                        origin=run.origin,
+                    ) from None
                 if n == 0:
-                    if piece.end is None:
-                        # A body of unknown length ended: now the piece (the file) has a size.
-                        piece.end = position
+                    if end is None:
+                        # A body of unknown length ended: now the file has a size.
                         fetch.size = position
                         fetch.eof = True
-                        break
-                    raise _RetryError(f"connection closed at byte {position}")
-                written = 0
-                while written < n:
-                    written += os.pwrite(fetch.fd, want[written:n], position + written)
-                position += n
-                piece.done += n
-                # After the data: a kill between the two loses this chunk, never more.
-                os.pwrite(fetch.state_fd, struct.pack("<q", piece.done), slot)
-                transfer.bytes += n
-                fetch.fetched += n
-                self.bytes_fetched += n
-                self.progress.advance(fetch.key, n)
-                since_notify += n
-                if since_notify >= notify_every:
+                        return True
+                    if received == 0:
+                        raise _RetryError(f"empty response at byte {position}")
+                    return True  # a shorter 206 than asked for: the rest is claimed again
+                received += n
+                # A thief may have taken blocks while this read waited: keep what is ours.
+                end = fetch.run_end(run)
+                keep = n if end is None else max(0, min(n, end - position))
+                data = want[:keep]
+                part.write(data, position)
+                new_position = position + keep
+                k = self._account(fetch, run, k, new_position)
+                if fetch.hashed == position and fetch.hash_lock.acquire(blocking=False):
+                    try:  # this run extends the hashed prefix: hash from the buffer
+                        if fetch.hashed == position:
+                            fetch.hasher.update(data)
+                            fetch.hashed = new_position
+                    finally:
+                        fetch.hash_lock.release()
+                position = run.position = new_position
+                transfer.bytes += keep
+                with self._count_lock:
+                    self.bytes_fetched += keep
+                    fetch.fetched += keep
+                    self._origin_bytes[run.origin] += keep
+                self.progress.advance(fetch.key, keep)
+                since_notify += keep
+                if since_notify >= NOTIFY_BYTES:
                     since_notify = 0
                     with fetch.cond:
                         fetch.cond.notify_all()
+                if keep < n:
+                    return False
+                budget = self._budgets[run.origin]
+                if self._busy[run.origin] > budget.limit and self._preempt(run):
+                    return False
         finally:
             with self._transfers_lock:
                 self._transfers.pop(ident, None)
 
-    def _ramp(self, now: float) -> None:
-        """Probe more connections each second; keep a step only if it raised the throughput
-        by a quarter, else go back to the previous count and stay there. The first second
-        (connecting, first bytes) only sets the marks."""
-        if self._ramp_done:
-            return
-        elapsed = now - self._ramp_at
-        if elapsed < 1.0:
-            return
-        rate = (self.bytes_fetched - self._ramp_bytes) / elapsed
-        self._ramp_at, self._ramp_bytes = now, self.bytes_fetched
-        if rate <= 0 or not self._ramp_warm:
-            self._ramp_warm = rate > 0  # nothing moved yet, or the warm-up second: judge later
-            return
-        with self._cond:
-            if self._ramp_rate is not None and rate < self._ramp_rate * 1.25:
-                self._limit = max(1, self._limit - self.config.ramp_step)  # the step did not pay
-                self._ramp_done = True
-                log.debug("staying at %d connections (%.0f MB/s)", self._limit, rate / 1e6)
-                return
-            if self._limit >= self.config.connections:
-                self._ramp_done = True
-                return
-            self._ramp_rate = rate
-            self._limit = min(self.config.connections, self._limit + self.config.ramp_step)
-            self._cond.notify_all()
+    def _account(self, fetch: _FileFetch, run: _Run, k: int, position: int) -> int:
+        """Record the blocks from ``k`` written up to ``position``; the block now written."""
+        part = fetch.part
+        if fetch.size is None:
+            fetch.done[0] = position
+            part.record(0, position)
+            return 0
+        block = part.block_size
+        last = len(fetch.done) - 1
+        while True:
+            start = k * block
+            length = part.block_length(k)
+            upto = min(position - start, length)
+            if fetch.owner[k] is run and upto > fetch.done[k]:
+                fetch.done[k] = upto
+                part.record(k, upto)
+            if position < start + length or k >= last:
+                return k
+            k += 1
 
     def _watchdog(self) -> None:
         interval = min(0.25, self.config.stall_timeout_s / 4)
         while not self._finished.wait(interval):
             now = time.monotonic()
-            self._ramp(now)
+            with self._cond:
+                for origin, budget in self._budgets.items():
+                    before = budget.limit
+                    budget.observe(now, self._origin_bytes[origin], self._busy[origin])
+                    if budget.limit > before:
+                        self._cond.notify_all()
             with self._transfers_lock:
                 transfers = list(self._transfers.values())
             for transfer in transfers:
@@ -660,41 +808,33 @@ class Downloader:
 
     # ------------------------------------------------------------------ verification
 
-    def _hash_and_finish(self, fetch: _FileFetch) -> None:
+    def _verify(self, fetch: _FileFetch) -> None:
         try:
-            self._hash_loop(fetch)
+            self._verify_loop(fetch)
         except Exception as exc:
             log.exception("verifying %s failed", fetch.key)
             with self._cond:
                 self._fail_locked(fetch, f"verification failed: {exc}")
 
-    def _hash_loop(self, fetch: _FileFetch) -> None:
-        buffer = bytearray(8 * 2**20)
-        view = memoryview(buffer)
+    def _verify_loop(self, fetch: _FileFetch) -> None:
         while True:
-            hasher = hashlib.sha256()
-            position = 0
             while True:
                 with fetch.cond:
                     while True:
                         if fetch.failed or self.stop.is_set():
                             return
                         target = fetch.prefix()
-                        settled = fetch.all_complete() and fetch.in_flight == 0
-                        if target > position or settled:
+                        with self._cond:
+                            settled = fetch.all_complete() and fetch.in_flight == 0
+                        if target > fetch.hashed or settled:
                             break
                         fetch.cond.wait(timeout=0.2)
-                while position < target:
-                    n = os.preadv(fetch.fd, [view[: min(len(buffer), target - position)]], position)
-                    if n <= 0:
-                        raise OSError(f"short read of {fetch.part} at {position}")
-                    hasher.update(view[:n])
-                    position += n
-                with self._cond:
-                    complete = fetch.all_complete() and fetch.in_flight == 0
-                if complete and position >= fetch.prefix():
+                self._catch_up(fetch, target)
+                if settled and fetch.hashed >= fetch.prefix():
                     break
-            digest = hasher.hexdigest()
+            with fetch.hash_lock:
+                digest = fetch.hasher.hexdigest()
+                position = fetch.hashed
             expected = fetch.item.sha256
             size_ok = fetch.item.size is None or position == fetch.item.size
             if (expected is None or digest == expected) and size_ok:
@@ -706,9 +846,7 @@ class Downloader:
                 error = ChecksumError(fetch.key, want or "?", got, fetch.attempt)
                 with self._cond:
                     self._fail_locked(fetch, error.reason)
-                with contextlib.suppress(OSError):
-                    fetch.part.unlink()
-                    fetch.state.unlink()
+                fetch.part.discard()
                 return
             log.warning(
                 "%s: sha256 mismatch (expected %s, got %s); fetching it again (%d/%d)",
@@ -724,20 +862,29 @@ class Downloader:
                 fetch.attempt += 1
                 fetch.final_url = None
                 fetch.eof = False
-                self._fresh_files(fetch, self._header(fetch, self._piece_size(fetch.size or 0)))
-                for piece in fetch.pieces:
-                    piece.attempts = 0
-                    piece.not_before = 0.0
+                fetch.size = fetch.item.size
+                with fetch.hash_lock:
+                    fetch.hasher = hashlib.sha256()
+                    fetch.hashed = 0
+                fetch.reset_blocks(fetch.part.open(self._block_size(fetch), None))
                 self._cond.notify_all()
+
+    def _catch_up(self, fetch: _FileFetch, target: int) -> None:
+        """Hash the written bytes up to ``target`` that no worker hashed from its buffer,
+        from the part file; the lock is let go between chunks so that the worker at the
+        front can take over."""
+        while True:
+            with fetch.hash_lock:
+                start = fetch.hashed
+                stop = min(target, fetch.prefix(), start + HASH_CHUNK)
+                if stop <= start:
+                    return
+                fetch.part.digest(fetch.hasher, start, stop)
+                fetch.hashed = stop
 
     def _finish(self, fetch: _FileFetch, digest: str, size: int) -> None:
         self.progress.file_state(fetch.key, "verified, saving")
-        if self.config.fsync:
-            os.fsync(fetch.fd)
-        self._close_fetch(fetch)
-        os.replace(fetch.part, fetch.item.dest)
-        with contextlib.suppress(OSError):
-            fetch.state.unlink()
+        fetch.part.complete(fsync=self.config.fsync)
         fsync_dir(fetch.item.dest.parent)
         result = DownloadResult(fetch.item, digest, size, fetch.fetched, fetch.attempt)
         if self.on_verified is not None:
@@ -748,31 +895,6 @@ class Downloader:
             self._remaining -= 1
             self._cond.notify_all()
         self.progress.file_done(fetch.key)
-
-
-def _allocate(fd: int, size: int) -> None:
-    """Reserve the file's blocks up front (fallocate): a disk that fills fails now, not at
-    90 %, and writes into reserved extents cost less. Where the filesystem cannot, the file
-    is extended sparse instead (never glibc's emulation, which writes every block)."""
-    fallocate = _libc_fallocate()
-    if fallocate is not None:
-        if fallocate(fd, 0, 0, size) == 0:
-            return
-        error = ctypes.get_errno()
-        if error not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            raise OSError(error, os.strerror(error))
-    os.ftruncate(fd, size)
-
-
-@functools.cache
-def _libc_fallocate() -> Callable[[int, int, int, int], int] | None:
-    try:
-        function = ctypes.CDLL(None, use_errno=True).fallocate
-    except (AttributeError, OSError):
-        return None  # not Linux
-    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    function.restype = ctypes.c_int
-    return cast(Callable[[int, int, int, int], int], function)
 
 
 def _retry_after(value: str | None) -> float | None:

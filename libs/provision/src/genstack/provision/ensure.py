@@ -33,7 +33,7 @@ from typing import Literal
 
 from genstack.provision.downloader import Downloader, DownloadItem, DownloadResult
 from genstack.provision.errors import DiskSpaceError, ProvisionError, SourceError
-from genstack.provision.gpu import GpuProfile, resolve_profile
+from genstack.provision.gpu import GpuProfile, LazyProfile
 from genstack.provision.http import Session
 from genstack.provision.ledger import ModelLedger, ShaOrigin, SnapshotFile, provision_lock
 from genstack.provision.manifest import (
@@ -47,13 +47,13 @@ from genstack.provision.manifest import (
     load_manifest,
     parse_source,
 )
+from genstack.provision.partfile import part_bytes
 from genstack.provision.plan import (
     DiskCheck,
     Plan,
     PlanRow,
     Target,
     build_plan,
-    part_bytes,
     snapshot_key,
 )
 from genstack.provision.progress import Progress, human_bytes, make_progress
@@ -105,7 +105,7 @@ def ensure_models(
     models_root: str | Path,
     env: Mapping[str, str] | None = None,
     *,
-    profile: GpuProfile | None = None,
+    profile: GpuProfile | LazyProfile | None = None,
     settings: ProvisionSettings | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
@@ -114,8 +114,9 @@ def ensure_models(
 
     ``env`` (default: ``os.environ``) gives the manifest's variables (``ENABLE_*``,
     ``*_MODEL``, ...), ``GPU_TIER``/``GPU_MEMORY_MODE``, ``HF_TOKEN``, ``CIVITAI_API_KEY`` and
-    the ``PROVISION_*`` knobs. ``profile`` skips GPU detection; ``stop`` (an Event) ends the
-    run early, keeping partial files for the next one.
+    the ``PROVISION_*`` knobs. The GPU is detected only if the plan depends on it (``auto``
+    variables, models' VRAM); ``profile`` gives it instead. ``stop`` (an Event) ends the run
+    early, keeping partial files for the next one.
 
     Raises VariableError, SourceError, DiskSpaceError, DownloadError (with every failed
     file), DownloadInterruptedError; all are ProvisionError.
@@ -130,18 +131,18 @@ def plan_models(
     targets: Sequence[Target],
     env: Mapping[str, str] | None = None,
     *,
-    profile: GpuProfile | None = None,
+    profile: GpuProfile | LazyProfile | None = None,
     settings: ProvisionSettings | None = None,
 ) -> Plan:
     """The plan alone (no network, no lock, nothing written): what ``--dry-run`` prints."""
     env = dict(os.environ) if env is None else env
     settings = settings or ProvisionSettings.from_env(env)
-    profile = profile or resolve_profile(env)
+    gpu = LazyProfile.of(profile, env)
     ledgers = {t.root: ModelLedger(t.root) for t in targets}
     return build_plan(
         targets,
         env,
-        profile,
+        gpu,
         ledgers,
         keep_free_bytes=int(settings.provision_min_free_gb * 1e9),
     )
@@ -151,7 +152,7 @@ def provision(
     targets: Sequence[Target],
     env: Mapping[str, str] | None = None,
     *,
-    profile: GpuProfile | None = None,
+    profile: GpuProfile | LazyProfile | None = None,
     settings: ProvisionSettings | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
@@ -160,12 +161,12 @@ def provision(
     started = time.monotonic()
     env = dict(os.environ) if env is None else env
     settings = settings or ProvisionSettings.from_env(env)
-    profile = profile or resolve_profile(env)
+    gpu = LazyProfile.of(profile, env)
     roots = sorted({t.root for t in targets})
     read_only = [root for root in roots if not _writable(root)]
     if read_only:
         checked = _use_read_only(
-            [t for t in targets if t.root in read_only], env, profile, settings, started
+            [t for t in targets if t.root in read_only], env, gpu, settings, started
         )
         targets = [t for t in targets if t.root not in read_only]
         roots = [r for r in roots if r not in read_only]
@@ -176,7 +177,7 @@ def provision(
             stack.enter_context(provision_lock(root))
         ledgers = {root: ModelLedger(root) for root in roots}
         keep_free = int(settings.provision_min_free_gb * 1e9)
-        plan = build_plan(targets, env, profile, ledgers, keep_free_bytes=keep_free)
+        plan = build_plan(targets, env, gpu, ledgers, keep_free_bytes=keep_free)
         report = ProvisionReport(plan)
         if plan.all_present:
             report.elapsed_s = time.monotonic() - started
@@ -221,7 +222,7 @@ def _writable(root: Path) -> bool:
 def _use_read_only(
     targets: Sequence[Target],
     env: Mapping[str, str],
-    profile: GpuProfile,
+    profile: LazyProfile,
     settings: ProvisionSettings,
     started: float,
 ) -> ProvisionReport:

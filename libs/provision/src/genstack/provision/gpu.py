@@ -23,6 +23,10 @@ nothing raises.
   ``--normalvram``, datacenter ``--highvram``.
 - **auto_values**: what ``VIBEVOICE_MODEL``, ``QWEN_EDIT_MODEL``, ``WAN_720P`` and
   ``WAN_480P`` mean when they are left on ``auto`` (see :data:`AUTO_RULES`).
+
+:class:`LazyProfile` detects only when something asks (an ``auto`` variable, a model's VRAM
+check, the plan's GPU line, ComfyUI's flags): a plain download never loads NVML, and never
+warns that there is no GPU.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ __all__ = [
     "GpuDevice",
     "GpuInfo",
     "GpuProfile",
+    "LazyProfile",
     "Tier",
     "detect_gpus",
     "resolve_profile",
@@ -336,3 +341,34 @@ def _comfyui_flags(tier: Tier, memory_mode: MemoryMode, vram_gb: float | None) -
     if tier == "consumer" and vram_gb is not None and vram_gb < 12:
         return ("--lowvram",)
     return ("--normalvram",)
+
+
+class LazyProfile:
+    """A :class:`GpuProfile` resolved (:func:`resolve_profile`) the first time it is asked
+    for, or the one given. Raises ValueError then for a bad GPU_TIER / GPU_MEMORY_MODE."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        profile: GpuProfile | None = None,
+        assume_vram_gb: float | None = None,
+    ) -> None:
+        self._env = env
+        self._profile = profile
+        self._assume_vram_gb = assume_vram_gb
+
+    @classmethod
+    def of(cls, profile: GpuProfile | LazyProfile | None, env: Mapping[str, str]) -> LazyProfile:
+        if isinstance(profile, LazyProfile):
+            return profile
+        return cls(env, profile=profile)
+
+    @property
+    def resolved(self) -> bool:
+        return self._profile is not None
+
+    def get(self) -> GpuProfile:
+        if self._profile is None:
+            self._profile = resolve_profile(self._env, assume_vram_gb=self._assume_vram_gb)
+        return self._profile

@@ -19,8 +19,9 @@ import contextlib
 import http.client
 import socket
 import ssl
+import threading
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Self
@@ -35,6 +36,7 @@ __all__ = [
     "Session",
     "origin_of",
     "safe_url",
+    "shared_ssl_context",
 ]
 
 USER_AGENT = (
@@ -182,13 +184,15 @@ class Session:
         connect_timeout: float = 15.0,
         read_timeout: float = 60.0,
         user_agent: str = USER_AGENT,
-        ssl_context: ssl.SSLContext | None = None,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         self.tokens = tuple(tokens)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.user_agent = user_agent
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        # Built on the first https connection: loading the CA bundle takes tens of ms, which
+        # a plain-http download (or each of 16 workers) should not pay.
+        self._ssl = ssl_context
         self.connections: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
         self._proxies = urllib.request.getproxies()
 
@@ -255,6 +259,14 @@ class Session:
             return Response(self, key, raw, url, hops)
         raise AssertionError("unreachable")
 
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        elif not isinstance(self._ssl, ssl.SSLContext):
+            self._ssl = self._ssl()
+        return self._ssl
+
     def _proxy_for(self, scheme: str, host: str) -> str | None:
         proxy = self._proxies.get(scheme)
         if not proxy or urllib.request.proxy_bypass(host):
@@ -312,6 +324,20 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def shared_ssl_context() -> Callable[[], ssl.SSLContext]:
+    """One default TLS context for many sessions, built when the first needs it."""
+    lock = threading.Lock()
+    built: list[ssl.SSLContext] = []
+
+    def get() -> ssl.SSLContext:
+        with lock:
+            if not built:
+                built.append(ssl.create_default_context())
+            return built[0]
+
+    return get
 
 
 def safe_url(url: str) -> str:

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from genstack.provision.conditions import Value
-from genstack.provision.downloader import STATE_HEADER, part_paths
 from genstack.provision.errors import VariableError
-from genstack.provision.gpu import OFFLOAD_FACTOR, GpuProfile
+from genstack.provision.gpu import OFFLOAD_FACTOR, GpuProfile, LazyProfile
 from genstack.provision.ledger import ModelLedger
 from genstack.provision.manifest import Manifest, ModelEntry, parse_source
+from genstack.provision.partfile import part_bytes
 from genstack.provision.progress import human_bytes
 
 __all__ = [
@@ -50,17 +49,19 @@ class Target:
 
 
 def resolve_variables(
-    manifest: Manifest, env: Mapping[str, str], profile: GpuProfile
+    manifest: Manifest, env: Mapping[str, str], profile: GpuProfile | LazyProfile
 ) -> dict[str, Value]:
     """Typed values of the manifest's variables from ``env`` (defaults where unset; ``auto``
-    resolved from the GPU profile). Raises VariableError listing every bad value."""
+    resolved from the GPU profile, detected only then). Raises VariableError listing every
+    bad value."""
+    gpu = LazyProfile.of(profile, env)
     values: dict[str, Value] = {}
     problems: list[str] = []
     for name, spec in manifest.variables.items():
         raw = env.get(name)
         text = spec.default if raw is None or raw.strip() == "" else raw
         if spec.auto and text.strip().lower() == "auto":
-            text = profile.auto_values.get(name, text)
+            text = gpu.get().auto_values.get(name, text)
         try:
             values[name] = spec.parse(name, text)
         except ValueError as exc:
@@ -137,10 +138,14 @@ class DiskCheck:
 @dataclass
 class Plan:
     rows: list[PlanRow]
-    profile: GpuProfile
+    gpu: LazyProfile
     values: dict[str, dict[str, Value]]
     disks: list[DiskCheck] = field(default_factory=list)
     auto_resolved: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> GpuProfile:
+        return self.gpu.get()
 
     @property
     def all_present(self) -> bool:
@@ -320,9 +325,10 @@ def _show(value: Value) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
-def _vram_status(entry: ModelEntry, profile: GpuProfile) -> VramStatus:
+def _vram_status(entry: ModelEntry, gpu: LazyProfile) -> VramStatus:
     if entry.vram_gb == 0:
         return "-"
+    profile = gpu.get()
     if profile.vram_gb is None:
         return "no gpu"
     if entry.vram_gb <= profile.vram_gb:
@@ -330,19 +336,6 @@ def _vram_status(entry: ModelEntry, profile: GpuProfile) -> VramStatus:
     if entry.vram_gb <= profile.vram_gb * OFFLOAD_FACTOR[profile.memory_mode]:
         return "offload"
     return "too big"
-
-
-def part_bytes(dest: Path) -> int:
-    """Bytes a previous run wrote into dest's part file, per its state file (0 if none)."""
-    _, state = part_paths(dest)
-    try:
-        blob = state.read_bytes()
-    except OSError:
-        return 0
-    count = (len(blob) - STATE_HEADER) // 8
-    if count <= 0:
-        return 0
-    return sum(max(0, v) for v in struct.unpack(f"<{count}q", blob[STATE_HEADER:][: 8 * count]))
 
 
 def _existing_parent(path: Path) -> Path:
@@ -354,16 +347,17 @@ def _existing_parent(path: Path) -> Path:
 def build_plan(
     targets: Sequence[Target],
     env: Mapping[str, str],
-    profile: GpuProfile,
+    profile: GpuProfile | LazyProfile,
     ledgers: Mapping[Path, ModelLedger],
     *,
     keep_free_bytes: int = 2 * 10**9,
 ) -> Plan:
+    gpu = LazyProfile.of(profile, env)
     rows: list[PlanRow] = []
     values: dict[str, dict[str, Value]] = {}
     auto_resolved: dict[str, set[str]] = {}
     for target in targets:
-        vals = resolve_variables(target.manifest, env, profile)
+        vals = resolve_variables(target.manifest, env, gpu)
         values[target.manifest.name] = vals
         auto_resolved[target.manifest.name] = {
             name
@@ -372,7 +366,7 @@ def build_plan(
         }
         ledger = ledgers[target.root]
         for entry in select_entries(target.manifest, vals):
-            rows.append(_row(target, entry, ledger, profile))
+            rows.append(_row(target, entry, ledger, gpu))
     disks: dict[int, DiskCheck] = {}
     for target in targets:
         base = _existing_parent(target.root)
@@ -385,15 +379,15 @@ def build_plan(
         )
     return Plan(
         rows=rows,
-        profile=profile,
+        gpu=gpu,
         values=values,
         disks=list(disks.values()),
         auto_resolved=auto_resolved,
     )
 
 
-def _row(target: Target, entry: ModelEntry, ledger: ModelLedger, profile: GpuProfile) -> PlanRow:
-    vram = _vram_status(entry, profile)
+def _row(target: Target, entry: ModelEntry, ledger: ModelLedger, gpu: LazyProfile) -> PlanRow:
+    vram = _vram_status(entry, gpu)
     name = target.manifest.name
     source = parse_source(entry.source)
     if source.is_snapshot:

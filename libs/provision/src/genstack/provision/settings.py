@@ -46,13 +46,46 @@ class ProvisionSettings(BaseSettings):
     )
     civitai_endpoint: str = Field(default="https://civitai.com", description="CivitAI base URL.")
     provision_connections: int = Field(
-        default=16, ge=1, le=64, description="Parallel HTTP connections in all."
+        default=16,
+        ge=1,
+        le=64,
+        description="HTTP connections in all; each server starts with all of them (a CDN that "
+        "caps each connection is only fast with many) and gets fewer only when it pushes back "
+        "or more connections move fewer bytes.",
     )
     provision_parallel_files: int = Field(
-        default=4, ge=1, le=32, description="Files with pieces in flight at once."
+        default=4, ge=1, le=32, description="Files with blocks being handed out at once."
     )
     provision_piece_mb: int | None = Field(
-        default=None, ge=1, le=1024, description="Range size per request (default by size)."
+        default=None,
+        ge=1,
+        le=1024,
+        description="The most bytes one ranged request asks for, in MiB (default: no cap; "
+        "requests are a file's fair share of what is left, shorter towards its end).",
+    )
+    provision_backoff: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="The fraction of a server's connections kept when it pushes back (429, "
+        "503, Retry-After, refused or reset connections).",
+    )
+    provision_backoff_hold_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="After a pushback, the seconds (or the Retry-After, if longer) before "
+        "connections are added back; a level that drew pushback is retried after this long, "
+        "doubled each time it fails again.",
+    )
+    provision_probe_step: int = Field(
+        default=2, ge=1, le=64, description="Connections added back per step (one a second)."
+    )
+    provision_probe_fall: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="A step whose throughput falls by more than this fraction is undone.",
     )
     provision_retries: int = Field(default=8, ge=0, le=50, description="Retries per range.")
     provision_verify_attempts: int = Field(
@@ -102,4 +135,8 @@ class ProvisionSettings(BaseSettings):
             retry_base_s=self.provision_retry_base_s,
             stall_timeout_s=self.provision_stall_timeout_s,
             fsync=self.provision_fsync,
+            backoff=self.provision_backoff,
+            backoff_hold_s=self.provision_backoff_hold_s,
+            probe_step=self.provision_probe_step,
+            probe_fall=self.provision_probe_fall,
         )
