@@ -277,3 +277,45 @@ def test_reaper_redispatches_jobs_whose_worker_died(store: JobStore) -> None:
     assert redispatched == [orphan.id]
     assert reaper.sweep() == []  # dispatched once, not at every sweep
     assert store.redis.smembers(alive.active_key) == {running.id}
+
+
+def test_a_delivery_that_cannot_reach_the_job_records_is_retried_not_dropped(
+    tmp_path: Path,
+) -> None:
+    """The job records' Redis is down when the delivery comes (the broker's is up): the task
+    must be retried until the records are back, not fail and be acknowledged, which would
+    leave the job `queued` with no message left to run it. A real Celery worker (threads)
+    consumes a real Redis broker; the records live in a second redis-server we stop."""
+    from celery.contrib.testing.worker import start_worker
+
+    from genstack.core.celery_app import create_celery_app
+    from genstack.core.job_task import dispatch_job
+    from genstack.core.worker import JobMetrics, register_job_task
+    from genstack.testing.redis_server import RedisServer
+
+    with (
+        RedisServer(tmp_path / "broker") as broker,
+        RedisServer(tmp_path / "records") as records,
+    ):
+        store = JobStore(connect(records.url), ttl_s=600)
+        job = queued(store)
+        runner, handed = make_runner(store, tmp_path, two_files)
+        app = create_celery_app("retry-test", broker.url)
+        metrics = JobMetrics()
+        register_job_task(app, {"q": runner}, metrics=metrics, retry_base_s=0.1, retry_max_s=0.3)
+        records.stop()
+        with start_worker(
+            app, pool="threads", concurrency=1, queues=["q"], perform_ping_check=False
+        ):
+            dispatch_job(app, job.id, "q")
+            deadline = time.monotonic() + 20
+            retried = {"queue": "q", "outcome": "retried"}
+            while (metrics.registry.get_sample_value("genstack_jobs_total", retried) or 0) < 2:
+                assert time.monotonic() < deadline, "the delivery was not retried"
+                time.sleep(0.1)
+            records.start()  # same port, same AOF: the record is back
+            while not handed:
+                assert time.monotonic() < deadline, "the job never ran after Redis came back"
+                time.sleep(0.1)
+        assert store.get(job.id).status == JobStatus.UPLOADING
+        assert len(handed) == 2

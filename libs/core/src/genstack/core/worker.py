@@ -30,6 +30,8 @@ from typing import Any
 
 from celery import Celery, Task, signals
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from genstack.core.backoff import backoff_s
 from genstack.core.celery_app import create_celery_app, run_celery_worker
@@ -62,6 +64,8 @@ class JobPolicy:
     max_retries: int = 5
     retry_base_s: float = 2.0
     retry_max_s: float = 60.0
+    # Redis (the job records) unreachable or still loading its AOF: about 12 h at the cap.
+    redis_max_retries: int = 720
     lease_s: float = DEFAULT_LEASE_S
     reap_interval_s: float = 15.0
 
@@ -108,20 +112,26 @@ def register_job_task(
     max_retries: int = 5,
     retry_base_s: float = 2.0,
     retry_max_s: float = 60.0,
+    redis_max_retries: int = 720,
 ) -> Task[Any, Any]:
     """Register JOB_TASK on ``app``: a delivery from queue Q runs ``runners[Q]``; retryable
-    failures back off."""
+    failures back off.
+
+    A delivery that cannot reach the job records (Redis unreachable, timing out or loading
+    its AOF) is retried too, up to ``redis_max_retries`` times, counted apart from the
+    backend's ``max_retries``: failing the task would acknowledge its message and leave the
+    job ``queued`` with nothing left to run it."""
     if not runners:
         raise ValueError("register_job_task needs a runner for at least one queue")
     metrics = metrics or JobMetrics()
     first = next(iter(runners))
 
-    @app.task(name=JOB_TASK, bind=True, max_retries=max_retries)
-    def run_job(self: Task[Any, Any], job_id: str) -> str:
+    @app.task(name=JOB_TASK, bind=True, max_retries=max_retries + redis_max_retries)
+    def run_job(self: Task[Any, Any], job_id: str, redis_retries: int = 0) -> str:
         routed = (self.request.delivery_info or {}).get("routing_key")
         # Only a message routed by hand names no queue of ours; run it anyway.
         queue = routed if isinstance(routed, str) and routed in runners else first
-        attempt = self.request.retries
+        attempt = self.request.retries - redis_retries  # the backend's retries so far
         started = time.monotonic()
         outcome: str = ERROR
         try:
@@ -134,7 +144,21 @@ def register_job_task(
                 extra={"job_id": job_id, "attempt": attempt + 1, "err": exc.message},
             )
             raise self.retry(
-                exc=exc, countdown=backoff_s(attempt, retry_base_s, retry_max_s)
+                exc=exc,
+                countdown=backoff_s(attempt, retry_base_s, retry_max_s),
+                max_retries=max_retries + redis_retries,
+            ) from exc
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            outcome = RETRIED
+            log.warning(
+                "job records unreachable, job retried",
+                extra={"job_id": job_id, "attempt": redis_retries + 1, "err": str(exc)},
+            )
+            raise self.retry(
+                exc=exc,
+                kwargs={"redis_retries": redis_retries + 1},
+                countdown=backoff_s(redis_retries, retry_base_s, retry_max_s),
+                max_retries=attempt + redis_max_retries,
             ) from exc
         finally:
             metrics.observe(queue, outcome, time.monotonic() - started)
@@ -189,6 +213,7 @@ class JobWorker:
             max_retries=policy.max_retries,
             retry_base_s=policy.retry_base_s,
             retry_max_s=policy.retry_max_s,
+            redis_max_retries=policy.redis_max_retries,
         )
         self.reapers = [
             Reaper(leases, self._redispatcher(queue), interval_s=policy.reap_interval_s)
