@@ -164,6 +164,13 @@ class Response:
         self._read += n
         return n
 
+    def wake_on_any_byte(self) -> None:
+        """From another thread: let the read in progress return whatever has arrived (the
+        kernel wakes a waiting poll when the threshold is lowered); the next read raises it
+        again. For a connection gone quiet: the bytes it did send are kept, not left under
+        the threshold when the stall timeout cuts it."""
+        self._set_lowat(1)
+
     def _set_lowat(self, lowat: int) -> None:
         sock = self.socket
         if sock is not None:
