@@ -4,8 +4,10 @@ budget shared across files and servers, a slow connection's tail split off."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from genstack.provision.downloader import (
     DownloadResult,
 )
 from genstack.provision.errors import DownloadError
+from genstack.provision.http import LOWAT, Session
 from genstack.testing.file_server import Fault, FileServer, sha256
 
 MiB = 2**20
@@ -185,3 +188,28 @@ def test_a_slow_connection_has_the_rest_of_its_run_taken_over(
 def span(header: str | None) -> tuple[int, int]:
     first, _, last = (header or "").removeprefix("bytes=").partition("-")
     return int(first), int(last) + 1
+
+
+def test_a_capped_connection_is_read_in_large_pieces_and_to_its_last_byte(
+    server: FileServer,
+) -> None:
+    """A capped connection brings a few KiB at a time; the reader wakes only once LOWAT
+    bytes are in (SO_RCVLOWAT), never waiting for bytes that are not coming: the end of the
+    body, and the next response's headers on the same connection, come at once."""
+    server.rate_bps, server.chunk = 4 * MiB, 16 * 1024
+    data = os.urandom(2 * MiB + 1234)
+    url = server.add("/f.bin", data)
+    buffer = memoryview(bytearray(4 * MiB))
+    with contextlib.closing(Session(read_timeout=5)) as session:
+        for _ in range(2):
+            started = time.monotonic()
+            response = session.request("GET", url)
+            got, sizes = bytearray(), []
+            while n := response.readinto(buffer):
+                got += buffer[:n]
+                sizes.append(n)
+            response.close()
+            assert bytes(got) == data
+            assert time.monotonic() - started < 2  # 0.5 s at 4 MiB/s; no wait at the end
+            assert statistics.median(sizes) >= LOWAT  # not 16 KiB per read
+    assert server.connections == 1

@@ -262,12 +262,15 @@ class _FatalError(Exception):
 class _Transfer:
     """A response being read, for the stall watchdog."""
 
-    def __init__(self, sock: socket.socket | None) -> None:
-        self.sock = sock
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        self.sock = response.socket
         self.mark_bytes = 0
         self.bytes = 0
         self.mark_time = time.monotonic()
         self.stalled = False
+        self.seen_bytes = 0  # what the watchdog saw last, and when it changed
+        self.seen_time = self.mark_time
 
 
 class Downloader:
@@ -687,7 +690,7 @@ class Downloader:
         part = fetch.part
         block = part.block_size
         requested_end = fetch.run_end(run)
-        transfer = _Transfer(response.socket)
+        transfer = _Transfer(response)
         ident = threading.get_ident()
         with self._transfers_lock:
             self._transfers[ident] = transfer
@@ -788,6 +791,9 @@ class Downloader:
 
     def _watchdog(self) -> None:
         interval = min(0.25, self.config.stall_timeout_s / 4)
+        # Reads wake only once http.LOWAT bytes are in: a read that brought nothing for this
+        # long is woken for what there is (a slow connection, or the last bytes before a stall).
+        quiet_s = 2 * interval
         while not self._finished.wait(interval):
             now = time.monotonic()
             with self._cond:
@@ -799,6 +805,10 @@ class Downloader:
             with self._transfers_lock:
                 transfers = list(self._transfers.values())
             for transfer in transfers:
+                if transfer.bytes != transfer.seen_bytes:
+                    transfer.seen_bytes, transfer.seen_time = transfer.bytes, now
+                elif now - transfer.seen_time >= quiet_s:
+                    transfer.response.wake_on_any_byte()  # a slow or stalling connection
                 if transfer.bytes - transfer.mark_bytes >= STALL_BYTES:
                     transfer.mark_bytes, transfer.mark_time = transfer.bytes, now
                 elif now - transfer.mark_time > self.config.stall_timeout_s and transfer.sock:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import socket
 import ssl
 import threading
@@ -45,6 +46,15 @@ USER_AGENT = (
 )
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
+# A body read wakes up only once this much has arrived (SO_RCVLOWAT): a connection capped at
+# a few MB/s otherwise hands over a few KiB per wake-up, and each costs a round of Python
+# under the GIL (3x aria2c's CPU per GB behind a capped proxy). Half the stall threshold, so
+# the stall watchdog still sees a slow connection move.
+LOWAT = 128 * 1024
+# Body bytes that may sit above the kernel (the response's read buffer, a TLS record):
+# the wake-up threshold stays this far below what is still to come, or it would wait for
+# bytes that never arrive.
+_LOWAT_MARGIN = io.DEFAULT_BUFFER_SIZE + 64 * 1024
 
 
 class HttpError(OSError):
@@ -101,6 +111,7 @@ class Response:
         self.hops = hops  # every redirect before this response, first request first
         self.length = self._content_length()
         self._read = 0
+        self._lowat = 1
 
     def _content_length(self) -> int | None:
         if getattr(self.raw, "_method", None) == "HEAD" or self.status in (204, 304):
@@ -138,6 +149,9 @@ class Response:
             fp = self.raw.fp
             if fp is None:
                 return 0
+            lowat = max(1, min(LOWAT, remaining - _LOWAT_MARGIN))
+            if lowat != self._lowat:
+                self._set_lowat(lowat)
             n = (
                 fp.readinto1(buffer[:remaining])
                 if remaining < len(buffer)
@@ -149,6 +163,20 @@ class Response:
                 )
         self._read += n
         return n
+
+    def wake_on_any_byte(self) -> None:
+        """From another thread: let the read in progress return whatever has arrived (the
+        kernel wakes a waiting poll when the threshold is lowered); the next read raises it
+        again. For a connection gone quiet: the bytes it did send are kept, not left under
+        the threshold when the stall timeout cuts it."""
+        self._set_lowat(1)
+
+    def _set_lowat(self, lowat: int) -> None:
+        sock = self.socket
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+        self._lowat = lowat
 
     def read_all(self, limit: int = 16 * 2**20) -> bytes:
         data = self.raw.read(limit + 1)
@@ -162,6 +190,8 @@ class Response:
         the end and the server allows keep-alive; otherwise closed."""
         complete = self.length is not None and self._read >= self.length
         if reuse and complete and not self.raw.will_close:
+            if self._lowat != 1:  # the next response's headers are read byte by byte
+                self._set_lowat(1)
             self.raw.close()
         else:
             self.raw.close()

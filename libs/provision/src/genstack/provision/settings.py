@@ -79,7 +79,11 @@ class ProvisionSettings(BaseSettings):
         "doubled each time it fails again.",
     )
     provision_probe_step: int = Field(
-        default=2, ge=1, le=64, description="Connections added back per step (one a second)."
+        default=2,
+        ge=1,
+        le=64,
+        description="Connections added back per step (a step every two seconds at most: one "
+        "second for the new connections to start, one to judge them).",
     )
     provision_probe_fall: float = Field(
         default=0.2,
