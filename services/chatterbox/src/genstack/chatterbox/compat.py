@@ -121,6 +121,7 @@ async def reference_audio(server: TTSServer, upload: UploadFile, *, rate: int) -
 async def _speech_upload(request: Request, server: TTSServer, *, stream: bool | None) -> Response:
     started = time.monotonic()
     fields, upload = await _form(request)
+    fields.setdefault("voice", DEFAULT_VOICE)  # its default, "alloy", is the default voice
     try:
         body = SpeechRequest.model_validate(fields)
     except ValidationError as exc:
@@ -134,7 +135,7 @@ async def _speech_upload(request: Request, server: TTSServer, *, stream: bool | 
         digest = hashlib.sha256(samples.tobytes()).hexdigest()[:24]
         voice = ResolvedVoice("upload", f"upload-{digest}", "voice_file", audio=samples)
     else:
-        voice = server.resolve_voice(body.voice_id or DEFAULT_VOICE)
+        voice = server.resolve_voice(body.voice_id)
     params = SynthesisParams.from_request(
         body,
         language=server.language(body.language),
