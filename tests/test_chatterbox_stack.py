@@ -187,7 +187,7 @@ def test_a_cancelled_chatterbox_job_ends_cancelled_with_nothing_uploaded(stack: 
     wait_until(lambda: stack.job(job)["status"] == "running", 120, "the job to run")
     with stack.http() as http:
         assert http.delete(f"/v1/jobs/{job.id}").status_code in (200, 202)
-    wait_until(lambda: stack.job(job)["status"] == "cancelled", 120, "the job to stop")
+    wait_until(lambda: stack.job(job)["status"] == "cancelled", 400, "the job to stop")
     assert stack.store.require(job.id).status == JobStatus.CANCELLED
     listed = stack.s3.client().list_objects_v2(Bucket=stack.bucket)
     assert listed.get("KeyCount", 0) == 0

@@ -34,7 +34,7 @@ from genstack.tts.audio import AudioDecodeError, AudioTooLongError, decode_audio
 from genstack.tts.engine import Samples, SynthesisParams
 from genstack.tts.routes.speech import models as openai_models
 from genstack.tts.routes.speech import speech as openai_speech
-from genstack.tts.schemas import SpeechRequest
+from genstack.tts.schemas import SpeechRequest, VoiceId
 from genstack.tts.server import Server, TTSServer
 from genstack.tts.synthesis import ResolvedVoice
 from genstack.tts.voices import STORE_RATE, StoredVoice, VoiceLibraryError, is_valid_voice_id
@@ -52,16 +52,25 @@ UPLOAD_PATHS = (*_SPEECH_UPLOAD, *_STREAM_UPLOAD, *_VOICES)
 
 
 # speech -------------------------------------------------------------------------------------
-async def speech_stream(request: SpeechRequest, server: Server) -> Response:
+class CompatSpeechRequest(SpeechRequest):
+    """Its speech request: ``voice`` may be left out (its default, "alloy", is the default
+    voice)."""
+
+    voice: str | VoiceId = DEFAULT_VOICE
+
+
+async def compat_speech(request: CompatSpeechRequest, server: Server) -> Response:
+    return await openai_speech(request, server)
+
+
+async def speech_stream(request: CompatSpeechRequest, server: Server) -> Response:
     """Its /audio/speech/stream: audio as it is made, WAV unless the request says."""
     streamed = request.model_copy(update={"stream": True, "stream_format": "audio"})
     return await openai_speech(streamed, server)
 
 
 for _path in ("/audio/speech", "/tts"):
-    router.add_api_route(
-        _path, openai_speech, methods=["POST"], response_class=Response, include_in_schema=False
-    )
+    router.add_api_route(_path, compat_speech, methods=["POST"], response_class=Response)
 for _path in ("/v1/audio/speech/stream", "/audio/speech/stream", "/tts/stream"):
     router.add_api_route(_path, speech_stream, methods=["POST"], response_class=Response)
 
@@ -121,9 +130,8 @@ async def reference_audio(server: TTSServer, upload: UploadFile, *, rate: int) -
 async def _speech_upload(request: Request, server: TTSServer, *, stream: bool | None) -> Response:
     started = time.monotonic()
     fields, upload = await _form(request)
-    fields.setdefault("voice", DEFAULT_VOICE)  # its default, "alloy", is the default voice
     try:
-        body = SpeechRequest.model_validate(fields)
+        body = CompatSpeechRequest.model_validate(fields)
     except ValidationError as exc:
         message, param = validation_message(exc.errors())
         raise ApiError(400, message, code="invalid_value", param=param) from None
