@@ -14,6 +14,9 @@ UV := $(TOOLS)/bin/uv
 VENVS := .venvs
 PYTEST_ARGS ?=
 PYTEST := -m pytest -p no:cacheprovider --timeout=600 $(PYTEST_ARGS)
+# uv.lock forks where a package's pins clash with the rest ([tool.uv] conflicts in the root
+# pyproject.toml); uv 0.13 reads that table only with this preview feature on.
+export UV_PREVIEW_FEATURES := package-conflicts
 
 # Every folder under libs/ and services/ with a pyproject.toml is a package, and so is deploy/
 # (the service description, `make up`, the pod image): adding one needs no edit here. Its
@@ -26,6 +29,11 @@ TYPED_DIRS := $(PACKAGE_DIRS) tests/harness
 package_dir = $(filter %/$(1) $(1),$(PACKAGE_DIRS))
 toml_value = $(shell sed -n 's/^$(2) *= *"\(.*\)"/\1/p' $(1)/pyproject.toml | head -n 1)
 package_name = $(call toml_value,$(call package_dir,$(1)),name)
+# Packages whose pins clash with the rest (chatterbox: numpy < 2, transformers 5.2.0): they
+# live only in their own env; the stack env has every other package and reaches them over
+# HTTP (the cross-service tests start their servers from .venvs/<name>).
+OWN_ENV_PACKAGES := chatterbox
+STACK_PACKAGES := $(filter-out $(OWN_ENV_PACKAGES),$(PACKAGES))
 MODULES := $(foreach d,$(TYPED_DIRS),$(call toml_value,$(d),module-name))
 empty :=
 space := $(empty) $(empty)
@@ -59,7 +67,8 @@ redis-server:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; \
 	fi
 
-# Each package's environment from the lock file; the stack env has every package and tools.
+# Each package's environment from the lock file; the stack env has every package (but
+# OWN_ENV_PACKAGES) and the tools.
 install: redis-server $(addprefix env-,$(PACKAGES)) env-stack
 
 env-%: $(UV)
@@ -67,8 +76,9 @@ env-%: $(UV)
 	@UV_PROJECT_ENVIRONMENT=$(VENVS)/$* $(UV) sync --locked --quiet --package $(call package_name,$*)
 
 env-stack: $(UV)
-	@echo "== uv sync --all-packages -> $(VENVS)/stack"
-	@UV_PROJECT_ENVIRONMENT=$(VENVS)/stack $(UV) sync --locked --quiet --all-packages
+	@echo "== uv sync (every package but $(OWN_ENV_PACKAGES)) -> $(VENVS)/stack"
+	@UV_PROJECT_ENVIRONMENT=$(VENVS)/stack $(UV) sync --locked --quiet \
+	  $(foreach p,$(STACK_PACKAGES),--package $(call package_name,$(p))) --package genstack-testing
 
 lint:
 	$(VENVS)/stack/bin/ruff check .

@@ -2,6 +2,7 @@
 
     .venvs/stack/bin/python bench/tts.py                         # tiny XTTS built here, CPU
     .venvs/stack/bin/python bench/tts.py --model-dir /data/models/xtts --device cuda
+    .venvs/chatterbox/bin/python bench/tts.py --engine chatterbox   # its test checkpoint, CPU
 
 1. Time to first audio byte of a 10-sentence text through `genstack-xtts serve`, streamed
    (default) and not (``stream: false``: the whole file first), against the baseline the
@@ -17,6 +18,13 @@
 
 Without --model-dir a tiny random checkpoint is built (real architecture, small GPT; it speaks
 noise), so the figures show the server's overheads, not XTTS's quality or GPU speed.
+
+``--engine chatterbox`` (in chatterbox's own env: its pins clash with the stack env's) does 1
+and 2 for `genstack-chatterbox serve` on its test checkpoint (full-size random weights, each
+sentence about 0.5 s of noise; genstack.testing.chatterbox builds it once): the baseline is
+measured first and its model freed before the server loads its own, since two loaded
+Chatterbox models would not fit beside the rest of a small machine; the streamed request is
+closed at its first byte (Chatterbox makes a sentence at a time: the rest is not measured).
 """
 
 from __future__ import annotations
@@ -115,13 +123,131 @@ def interleaved(
     return results
 
 
+def first_byte_over_http(
+    client: httpx.Client, url: str, body: dict[str, Any]
+) -> tuple[float, float, int]:
+    """(seconds to the first audio byte, the same, bytes so far): the stream is closed then."""
+    started = time.perf_counter()
+    with client.stream("POST", f"{url}/v1/audio/speech", json=body) as response:
+        response.raise_for_status()
+        for chunk in response.iter_raw():
+            if chunk:
+                first = time.perf_counter() - started
+                return first, first, len(chunk)
+    raise RuntimeError("no audio came")
+
+
+def cancelled_total(client: httpx.Client, url: str) -> float:
+    for line in client.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("genstack_tts_cancelled_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def first_byte_then_idle(
+    client: httpx.Client, url: str, body: dict[str, Any]
+) -> tuple[float, float, int]:
+    """first_byte_over_http, then wait for the server to drop the rest (it stops after the
+    sentence it is making), so the next request does not queue behind it."""
+    before = cancelled_total(client, url)
+    result = first_byte_over_http(client, url, body)
+    deadline = time.monotonic() + 300
+    while cancelled_total(client, url) <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return result
+
+
+def overhead_rows(work: Path, runs: int) -> tuple[float, float]:
+    """(in-process ms, HTTP ms) of one short request on the weightless tone engine."""
+    tone_port = free_port()
+    tone_argv = [console_script("genstack-tts-tone"), "serve", "--port", str(tone_port)]
+    tone_env = {"TTS_VOICES_DIR": str(work / "voices"), "LOG_LEVEL": "WARNING"}
+    tone = ToneEngine()
+    tone.load()
+    with server(tone_argv, tone_env, tone_port, work / "tone.log") as url, httpx.Client() as http:
+        short = {"input": SHORT, "voice": "alto", "seed": 2, "response_format": "wav"}
+        for _ in range(5):
+            over_http(http, url, short)  # warm-up
+        alto = tone.builtin_voice("alto")
+        tone_runs = interleaved(
+            runs,
+            {
+                "http": lambda: over_http(http, url, short),
+                "local": lambda: in_process(tone, SHORT, alto, seed=2, fmt="wav", stream=True),
+            },
+        )
+    return median_ms(tone_runs["local"][1]), median_ms(tone_runs["http"][1])
+
+
+def chatterbox_main(args: argparse.Namespace) -> int:
+    import gc
+
+    from genstack.chatterbox.engine import ChatterboxEngine
+    from genstack.testing.chatterbox import cached_chatterbox_checkpoint
+
+    work = Path(tempfile.mkdtemp(prefix="genstack-bench-tts-"))
+    given = args.model_dir is not None
+    model_dir = args.model_dir or cached_chatterbox_checkpoint(
+        "english", command=Path(console_script("genstack-chatterbox"))
+    )
+    print(f"model: {model_dir} ({'given' if given else 'test checkpoint'})", flush=True)
+    engine = ChatterboxEngine(model_dir, device=args.device)
+    engine.load()
+    voice = engine.builtin_voice("default")
+    chunks = split_sentences(TEXT, engine.max_chunk_chars("en"))
+    for _ in range(2):  # torch's first calls are slower: warm up
+        in_process(engine, chunks[0], voice, seed=1, fmt="mp3", stream=False)
+    alone = [
+        in_process(engine, chunks[0], voice, seed=1, fmt="mp3", stream=False)[1]
+        for _ in range(args.runs)
+    ]
+    del engine, voice
+    gc.collect()
+
+    port = free_port()
+    env = {
+        "CHATTERBOX_HOST": "127.0.0.1",
+        "CHATTERBOX_PORT": str(port),
+        "CHATTERBOX_MODEL_DIR": str(model_dir),
+        "CHATTERBOX_DEVICE": args.device,
+        "TTS_VOICES_DIR": str(work / "voices"),
+        "OUTPUT_DIR": str(work / "outputs"),
+        "LOG_FORMAT": "text",
+        "LOG_LEVEL": "WARNING",
+    }
+    argv = [console_script("genstack-chatterbox"), "serve"]
+    with server(argv, env, port, work / "chatterbox.log") as url, httpx.Client(timeout=600) as http:
+        body = {"input": TEXT, "voice": "default", "seed": 1, "response_format": "mp3"}
+        for _ in range(2):
+            first_byte_then_idle(http, url, body)
+        streamed = [first_byte_then_idle(http, url, body)[0] for _ in range(args.runs)]
+    baseline = statistics.median(alone)
+    first = statistics.median(streamed)
+    local_ms, remote_ms = overhead_rows(work, args.overhead_runs)
+    print("\n| Chatterbox, time to first audio | seconds | vs baseline |\n|---|---:|---:|")
+    print(f"| first sentence alone, in-process (baseline) | {baseline:.3f} | 1.00x |")
+    print(
+        f"| first byte, {len(chunks)} sentences, streamed | {first:.3f} | "
+        f"{first / baseline:.2f}x (target <= 1.5x) |"
+    )
+    print(
+        f"\n| one short request, median of {args.overhead_runs} | in-process ms | HTTP ms "
+        "| overhead ms (target < 5) |\n|---|---:|---:|---:|"
+    )
+    print(f"| tone engine | {local_ms:.1f} | {remote_ms:.1f} | {remote_ms - local_ms:.1f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", type=Path, help="a real XTTS v2 checkpoint folder")
+    parser.add_argument("--engine", default="xtts", choices=["xtts", "chatterbox"])
+    parser.add_argument("--model-dir", type=Path, help="a real checkpoint folder")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--runs", type=int, default=5, help="repetitions of the long text")
     parser.add_argument("--overhead-runs", type=int, default=30)
     args = parser.parse_args(argv)
+    if args.engine == "chatterbox":
+        return chatterbox_main(args)
 
     from genstack.xtts.engine import XttsEngine
     from genstack.xtts.tiny import build_tiny_checkpoint
@@ -189,24 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         rtf = statistics.median(whole_total) / audio_s
 
-    tone_port = free_port()
-    tone_argv = [console_script("genstack-tts-tone"), "serve", "--port", str(tone_port)]
-    tone_env = {"TTS_VOICES_DIR": str(work / "voices"), "LOG_LEVEL": "WARNING"}
-    tone = ToneEngine()
-    tone.load()
-    with server(tone_argv, tone_env, tone_port, work / "tone.log") as url, httpx.Client() as http:
-        short = {"input": SHORT, "voice": "alto", "seed": 2, "response_format": "wav"}
-        for _ in range(5):
-            over_http(http, url, short)  # warm-up
-        alto = tone.builtin_voice("alto")
-        tone_runs = interleaved(
-            args.overhead_runs,
-            {
-                "http": lambda: over_http(http, url, short),
-                "local": lambda: in_process(tone, SHORT, alto, seed=2, fmt="wav", stream=True),
-            },
-        )
-        http_tone, local_tone = tone_runs["http"][1], tone_runs["local"][1]
+    local_ms, remote_ms = overhead_rows(work, args.overhead_runs)
 
     print("\n| time to first audio | seconds | vs baseline |\n|---|---:|---:|")
     for name, seconds, ratio in rows:
@@ -219,7 +328,6 @@ def main(argv: list[str] | None = None) -> int:
         f"\n| one short request, median of {args.overhead_runs} | in-process ms | HTTP ms "
         "| overhead ms (target < 5) |\n|---|---:|---:|---:|"
     )
-    local_ms, remote_ms = median_ms(local_tone), median_ms(http_tone)
     print(f"| tone engine | {local_ms:.1f} | {remote_ms:.1f} | {remote_ms - local_ms:.1f} |")
     return 0
 

@@ -1,6 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# One image recipe for every torch model service (xtts; chatterbox next, if its torch pin
-# matches). Build from the repo root, naming the workspace package and its port:
+# One image recipe for every torch model service (xtts, chatterbox: both pin torch 2.6.0). Build from the repo root, naming the workspace package and its port:
 #   docker build -f docker/torch-service.Dockerfile \
 #     --build-arg PACKAGE=genstack-xtts --build-arg PORT=8020 .
 # torch and torchaudio (CUDA builds) come with the base image; every other package comes from
@@ -23,7 +22,9 @@ RUN find . -type f ! -name pyproject.toml ! -name uv.lock -delete
 FROM ${TORCH_IMAGE} AS build
 ARG PACKAGE
 COPY --from=uv /uv /usr/local/bin/uv
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+# package-conflicts: uv.lock forks for chatterbox's pins (the Makefile sets it too).
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
+    UV_PREVIEW_FEATURES=package-conflicts
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 COPY --from=manifests /src ./

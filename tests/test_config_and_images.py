@@ -135,7 +135,7 @@ def test_the_cpu_override_is_valid_compose_and_drops_only_the_gpu(
     validate_compose(cpu)
     assert cpu["services"].keys() == compose["services"].keys()
     gpu_services = {name for name, s in compose["services"].items() if "deploy" in s}
-    assert gpu_services == {"xtts", "comfyui"}
+    assert gpu_services == {"xtts", "chatterbox", "comfyui"}
     xtts = cpu["services"]["xtts"]
     assert "deploy" not in xtts
     assert xtts["environment"]["XTTS_DEVICE"] == "cpu"
@@ -146,6 +146,9 @@ def test_the_cpu_override_is_valid_compose_and_drops_only_the_gpu(
     assert {k: v for k, v in xtts.items() if k != "environment"} == {
         k: v for k, v in compose["services"]["xtts"].items() if k not in ("environment", "deploy")
     }
+    chatterbox = cpu["services"]["chatterbox"]
+    assert "deploy" not in chatterbox
+    assert chatterbox["environment"]["CHATTERBOX_DEVICE"] == "cpu"
     # ComfyUI needs no setting of its own: `genstack-comfyui start` picks --cpu without a GPU.
     assert cpu["services"]["comfyui"] == {
         k: v for k, v in compose["services"]["comfyui"].items() if k != "deploy"

@@ -70,12 +70,14 @@ def test_speech_create_returns_the_backends_audio(
     assert audio.content.startswith(b"RIFF")
     assert audio.response.headers["content-type"] == "audio/wav"
     sent = backend.requests[before]
-    # The body reaches the backend as sent, backend-specific fields included.
+    # The body reaches the backend as sent, backend-specific fields included, and with
+    # OpenAI's default format when the client named none (chatterbox's own default is WAV).
     assert sent.body == {
         "model": "xtts",
         "voice": "alice",
         "input": "Hello there",
         "language": "de",
+        "response_format": "mp3",
     }
     assert sent.headers.get("x-request-id")
 

@@ -34,7 +34,9 @@ class SpeechRequest(BaseModel):
     model: str | None = Field(default=None, max_length=200)
     input: str = Field(min_length=1)
     voice: str | VoiceId
-    response_format: SpeechFormat = "mp3"
+    response_format: SpeechFormat | None = Field(
+        default=None, description="Default: the server's (mp3, OpenAI's, unless it says)."
+    )
     speed: Speed = 1.0
     stream_format: Literal["audio", "sse"] = "audio"
     instructions: str | None = Field(

@@ -29,7 +29,7 @@ from genstack.tts.responses import (
 )
 from genstack.tts.settings import TTSSettings
 from genstack.tts.synthesis import AudioPipeline, ResolvedVoice, SpeechService
-from genstack.tts.voices import VoiceLibrary, VoiceLibraryError
+from genstack.tts.voices import VoiceLibrary, VoiceLibraryError, VoiceNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,24 @@ log = logging.getLogger(__name__)
 class TTSServer:
     """One TTS server's parts: the engine, its model thread, voices and metrics."""
 
-    def __init__(self, engine: TTSEngine, settings: TTSSettings, *, name: str) -> None:
+    def __init__(
+        self,
+        engine: TTSEngine,
+        settings: TTSSettings,
+        *,
+        name: str,
+        default_format: str = "mp3",
+        voice_aliases: Mapping[str, str] | None = None,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.name = name
+        # What /v1/audio/speech answers in when the request names no format (OpenAI: mp3; a
+        # server standing in for another may keep that one's default).
+        self.default_format = default_format
+        # Voice names (any case) that stand for another voice where no voice has that name,
+        # e.g. OpenAI's "alloy" for the model's default voice.
+        self.voice_aliases = {k.lower(): v for k, v in (voice_aliases or {}).items()}
         self.metrics = TTSMetrics(name)
         self.model_thread = ModelThread(
             max_waiting=settings.tts_max_queue,
@@ -109,7 +123,13 @@ class TTSServer:
 
     def resolve_voice(self, reference: str, param: str = "voice") -> ResolvedVoice:
         try:
-            return self.service.resolve_voice(reference)
+            try:
+                return self.service.resolve_voice(reference)
+            except VoiceNotFoundError:
+                alias = self.voice_aliases.get(reference.strip().lower())
+                if alias is None:
+                    raise
+                return self.service.resolve_voice(alias)
         except VoiceLibraryError as exc:
             code = "voice_not_found" if exc.status == 404 else "invalid_voice"
             raise ApiError(exc.status, str(exc), code=code, param=param) from None

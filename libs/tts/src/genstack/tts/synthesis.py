@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -41,10 +41,13 @@ SENTENCE_END = SentenceEnd()
 class ResolvedVoice:
     """The voice a request named, resolved to a built-in voice or a library entry."""
 
-    kind: Literal["builtin", "library"]
+    kind: Literal["builtin", "library", "upload"]
     id: str
     name: str
     version: tuple[int, int] = (0, 0)
+    # "upload": reference audio sent with the request (at the engine's reference rate),
+    # not stored; its id is a digest of the audio, so a repeated upload hits the cache.
+    audio: Samples | None = field(default=None, compare=False, repr=False)
 
     @property
     def cache_key(self) -> tuple[str, str, tuple[int, int]]:
@@ -114,6 +117,8 @@ class SpeechService:
         self.metrics.voice_cache.labels("miss").inc()
         if voice.kind == "builtin":
             made = self.engine.builtin_voice(voice.id)
+        elif voice.kind == "upload" and voice.audio is not None:
+            made = self.engine.make_voice(voice.audio)
         else:
             stored = self.library.get(voice.id)
             with stored.path.open("rb") as f:

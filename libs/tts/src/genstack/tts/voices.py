@@ -49,6 +49,10 @@ class VoiceLibraryFullError(VoiceLibraryError):
     status = 409
 
 
+class VoiceExistsError(VoiceLibraryError):
+    status = 409
+
+
 @dataclass(frozen=True)
 class StoredVoice:
     id: str
@@ -57,6 +61,7 @@ class StoredVoice:
     duration_s: float
     path: Path
     version: tuple[int, int]  # (mtime_ns, size): a replaced file is a new conditioning
+    language: str | None = None  # what the voice speaks, where the uploader said
 
     def to_api(self) -> dict[str, object]:
         return {
@@ -133,6 +138,7 @@ class VoiceLibrary:
         name = meta.get("name")
         created = meta.get("created_at")
         duration = meta.get("duration_s")
+        language = meta.get("language")
         return StoredVoice(
             id=voice_id,
             name=name if isinstance(name, str) else voice_id,
@@ -142,6 +148,7 @@ class VoiceLibrary:
             else _wav_duration(path),
             path=path,
             version=(stat.st_mtime_ns, stat.st_size),
+            language=language if isinstance(language, str) else None,
         )
 
     def find(self, voice_id: str) -> StoredVoice | None:
@@ -161,8 +168,16 @@ class VoiceLibrary:
                     voices.append(self.get(path.stem))
         return voices
 
-    def add(self, name: str, samples: Samples) -> StoredVoice:
-        """Store mono float32 audio at STORE_RATE under a new id made from ``name``."""
+    def add(
+        self,
+        name: str,
+        samples: Samples,
+        *,
+        voice_id: str | None = None,
+        language: str | None = None,
+    ) -> StoredVoice:
+        """Store mono float32 audio at STORE_RATE under a new id made from ``name``, or under
+        ``voice_id`` when given (VoiceExistsError when taken)."""
         self.ensure()
         wav = encode_all(np.asarray(samples, dtype=np.float32), "wav", STORE_RATE)
         with self._lock:
@@ -171,13 +186,18 @@ class VoiceLibrary:
                 raise VoiceLibraryFullError(
                     f"the voice library holds its maximum of {self.max_voices} voices"
                 )
-            voice_id = f"{_slug(name) or 'voice'}-{secrets.token_hex(4)}"
+            if voice_id is None:
+                voice_id = f"{_slug(name) or 'voice'}-{secrets.token_hex(4)}"
             wav_path = self._path(voice_id, ".wav")
-            meta = {
+            if wav_path.exists():
+                raise VoiceExistsError(f"voice {voice_id!r} already exists")
+            meta: dict[str, object] = {
                 "name": name,
                 "created_at": int(time.time()),
                 "duration_s": samples.size / STORE_RATE,
             }
+            if language is not None:
+                meta["language"] = language
             # Metadata first, audio last: a voice is listed only once its audio is complete.
             _atomic_write(self._path(voice_id, ".json"), json.dumps(meta).encode())
             _atomic_write(wav_path, wav)

@@ -51,7 +51,7 @@ async def speech(request: SpeechRequest, server: Server) -> Response:
         text=text,
         voice=voice,
         params=params,
-        fmt=request.response_format,
+        fmt=request.response_format or server.default_format,
         stream=request.stream or request.stream_format == "sse",
         sse=request.stream_format == "sse",
         started=started,

@@ -9,6 +9,7 @@ one of the formats ComfyUI saves (mp3, opus, flac)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
 from typing import Annotated, Any, Literal
@@ -274,6 +275,12 @@ async def create_speech(
                 code="invalid_value",
                 param="voice",
             ) from None
+    if speech.response_format is None:
+        # OpenAI's default; a model server may default otherwise (chatterbox: WAV, as
+        # chatterbox-tts-api does for its own clients).
+        body = json.loads(raw)
+        body["response_format"] = "mp3"
+        raw = json.dumps(body).encode()
     headers = {
         "content-type": "application/json",
         "accept": request.headers.get("accept", "*/*"),

@@ -1,0 +1,1 @@
+"""genstack.chatterbox."""

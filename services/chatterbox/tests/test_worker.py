@@ -1,0 +1,136 @@
+"""`genstack-chatterbox worker` as a real Celery worker process: Redis queue tts.chatterbox ->
+the Chatterbox server over HTTP -> a file in OUTPUT_DIR/<job-id>/ -> handed to this host's
+uploader queue; cancellation; bad jobs; its health port.
+(The uploader itself finishes the job; tests/test_chatterbox_stack.py runs the whole chain.)"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from chatterbox_helpers import ChatterboxServer
+
+from genstack.core.celery_app import create_celery_app
+from genstack.core.job_task import dispatch_job
+from genstack.core.jobs import Job, JobStatus, JobType
+from genstack.core.jobstore import JobStore
+from genstack.core.redis_client import connect
+from genstack.testing.audio import probe
+from genstack.testing.plugin import StartServiceProcess
+from genstack.testing.ports import free_port
+from genstack.testing.process import ServiceProcess, console_script
+from genstack.testing.waiting import wait_until
+
+NODE = "chatterbox-test-node"
+
+
+class Rig:
+    def __init__(self, redis_url: str, outputs: Path, worker: ServiceProcess, health: str) -> None:
+        self.store = JobStore(connect(redis_url), ttl_s=600)
+        self.celery = create_celery_app("test-gateway", redis_url)
+        self.outputs = outputs
+        self.worker = worker
+        self.health = health
+
+    def submit(self, **params: object) -> Job:
+        job = self.store.create(Job(type=JobType.TTS, backend="chatterbox", params=params))
+        dispatch_job(self.celery, job.id, "tts.chatterbox")
+        return job
+
+    def status(self, job_id: str) -> JobStatus:
+        return self.store.require(job_id).status
+
+
+@pytest.fixture
+def rig(
+    redis_url: str,
+    tmp_path: Path,
+    chatterbox: ChatterboxServer,
+    service_process: StartServiceProcess,
+) -> Rig:
+    port = free_port()
+    health = f"http://127.0.0.1:{port}"
+    worker = service_process(
+        [console_script("genstack-chatterbox"), "worker"],
+        env={
+            "REDIS_URL": redis_url,
+            "NODE_ID": NODE,
+            "OUTPUT_DIR": str(tmp_path / "outputs"),
+            "CHATTERBOX_URL": chatterbox.url,
+            "WORKER_HEALTH_HOST": "127.0.0.1",
+            "WORKER_HEALTH_PORT": str(port),
+            "LOG_FORMAT": "text",
+            "CELERY_SOFT_SHUTDOWN_S": "2",
+        },
+        ready_url=f"{health}/readyz",
+        name="chatterbox-worker",
+        cwd=tmp_path,
+    )
+    worker.wait_ready(60)  # /readyz: Redis, the consumer and the server all answer
+    return Rig(redis_url, tmp_path / "outputs", worker, health)
+
+
+def test_a_job_becomes_a_file_handed_to_the_uploader(rig: Rig) -> None:
+    checks = httpx.get(f"{rig.health}/readyz", timeout=10).json()["checks"]
+    assert checks == {"redis": "ok", "worker": "ok", "chatterbox": "ok"}
+    job = rig.submit(
+        input="Hello from the queue.",
+        voice="default",
+        response_format="mp3",
+        seed=4,
+        exaggeration=0.7,
+        cfg_weight=0.3,
+    )
+    wait_until(lambda: rig.status(job.id) == JobStatus.UPLOADING, 600, "the job to be handed over")
+    path = rig.outputs / job.id / "speech.mp3"
+    audio = probe(path.read_bytes())
+    assert audio.codec == "mp3float"
+    assert audio.duration_s > 0.3
+    queued = rig.store.redis.lrange(f"upload.{NODE}", 0, -1)
+    assert any(str(path.resolve()) in item for item in queued)
+
+
+def test_a_cancelled_job_ends_cancelled(rig: Rig, chatterbox: ChatterboxServer) -> None:
+    text = " ".join(f"This is sentence number {i} of a long job." for i in range(50))
+    cancelled_before = cancelled_syntheses(chatterbox)
+    job = rig.submit(input=text, voice="default", response_format="wav")
+    wait_until(lambda: rig.status(job.id) == JobStatus.RUNNING, 120, "the job to start")
+    time.sleep(1.0)  # inside the first sentence: the worker is reading the server's stream
+    rig.store.request_cancel(job.id)
+    # The worker reads the server's stream a sentence at a time (10-40 s each on 2 busy cores).
+    wait_until(lambda: rig.status(job.id) == JobStatus.CANCELLED, 400, "the job to be cancelled")
+    assert not (rig.outputs / job.id).exists()
+    assert rig.store.redis.llen(f"upload.{NODE}") == 0
+    # The worker closed its request: the server stops after the sentence it is making.
+    wait_until(
+        lambda: cancelled_syntheses(chatterbox) == cancelled_before + 1, 400, "the server to stop"
+    )
+
+
+def cancelled_syntheses(server: ChatterboxServer) -> float:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith("genstack_tts_cancelled_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"input": "Hi.", "voice": "nobody"}, "voice_not_found"),
+        ({"input": "Hi.", "voice": "default", "language": "fr"}, "unsupported_language"),
+        ({"input": "Hi.", "voice": "../../etc/passwd"}, "invalid_params"),
+        ({"input": "Hi.", "voice": "default", "exaggeration": 3}, "invalid_params"),
+        ({"input": "Hi.", "voice": "default", "language": "tlh"}, "invalid_params"),
+        ({"input": "Hi.", "voice": "default", "stream_chunk_size": 20}, "invalid_params"),
+    ],
+)
+def test_bad_jobs_fail_with_a_clear_code(rig: Rig, params: dict[str, object], code: str) -> None:
+    job = rig.submit(**params)
+    wait_until(lambda: rig.status(job.id) == JobStatus.FAILED, 120, "the job to fail")
+    error = rig.store.require(job.id).error
+    assert error is not None
+    assert error.code == code, error
+    assert error.message
