@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# One image recipe for every torch model service (xtts, chatterbox: both pin torch 2.6.0). Build from the repo root, naming the workspace package and its port:
+# One image recipe for every torch model service (xtts, chatterbox: both pin torch 2.6.0).
+# Build from the repo root, naming the workspace package and its port:
 #   docker build -f docker/torch-service.Dockerfile \
 #     --build-arg PACKAGE=genstack-xtts --build-arg PORT=8020 .
 # torch and torchaudio (CUDA builds) come with the base image; every other package comes from

@@ -66,7 +66,7 @@ def test_the_worker_runs_the_same_image_against_the_server(services: dict[str, A
     assert QUEUE == "comfyui"
 
 
-def test_the_gateway_serves_comfyui_but_not_chatterbox_by_default(
+def test_the_gateway_serves_comfyui_xtts_and_chatterbox_by_default(
     services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     value = services["gateway"]["environment"]["GATEWAY_ENABLED_BACKENDS"]
@@ -75,7 +75,7 @@ def test_the_gateway_serves_comfyui_but_not_chatterbox_by_default(
     monkeypatch.setenv("GATEWAY_ENABLED_BACKENDS", default)
     monkeypatch.setenv("GATEWAY_AUTH_DISABLED", "true")
     backends = GatewaySettings().backend_configs()
-    assert set(backends) == {"xtts", "comfyui"}
+    assert set(backends) == {"xtts", "comfyui", "chatterbox"}
     assert backends["comfyui"].queue == QUEUE
 
 
