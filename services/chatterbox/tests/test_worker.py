@@ -88,8 +88,14 @@ def test_a_job_becomes_a_file_handed_to_the_uploader(rig: Rig) -> None:
     audio = probe(path.read_bytes())
     assert audio.codec == "mp3float"
     assert audio.duration_s > 0.3
-    queued = rig.store.redis.lrange(f"upload.{NODE}", 0, -1)
-    assert any(str(path.resolve()) in item for item in queued)
+    # The runner marks the job uploading before it queues the files, so wait for the queue too.
+    wait_until(
+        lambda: any(
+            str(path.resolve()) in item for item in rig.store.redis.lrange(f"upload.{NODE}", 0, -1)
+        ),
+        10,
+        "the file in the upload queue",
+    )
 
 
 def test_a_cancelled_job_ends_cancelled(rig: Rig, chatterbox: ChatterboxServer) -> None:

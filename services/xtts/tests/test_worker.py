@@ -99,8 +99,14 @@ def test_a_job_becomes_a_file_handed_to_the_uploader(rig: Rig) -> None:
     assert audio.duration_s > 1.0
     messages = [e.data.get("message") for e in rig.store.events(job.id) if e.type == "progress"]
     assert len(messages) >= 2 and messages[-1].startswith("part ")
-    queued = rig.store.redis.lrange(f"upload.{NODE}", 0, -1)
-    assert any(str(path.resolve()) in item for item in queued)
+    # The runner marks the job uploading before it queues the files, so wait for the queue too.
+    wait_until(
+        lambda: any(
+            str(path.resolve()) in item for item in rig.store.redis.lrange(f"upload.{NODE}", 0, -1)
+        ),
+        10,
+        "the file in the upload queue",
+    )
     wait_until(lambda: jobs_counted(rig.health, "handed_over") == 1, 10, "the job in /metrics")
 
 
