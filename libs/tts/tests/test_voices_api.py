@@ -16,9 +16,16 @@ from genstack.tts.audio import encode_all
 
 
 def upload(
-    server: ToneServer, data: bytes, *, name: str | None = "Guest", field: str = "audio_sample"
+    server: ToneServer,
+    data: bytes,
+    *,
+    name: str | None = "Guest",
+    field: str = "audio_sample",
+    language: str | None = None,
 ) -> httpx.Response:
     form = {"name": name} if name is not None else {}
+    if language is not None:
+        form["language"] = language
     return httpx.post(
         f"{server.url}/v1/audio/voices",
         files={field: ("ref.bin", data, "application/octet-stream")},
@@ -40,6 +47,7 @@ def test_uploaded_voice_is_listed_used_and_deleted(tone: ToneServer, fmt: str) -
     assert voice["object"] == "audio.voice" and voice["name"] == f"Low {fmt}"
     assert voice["id"].startswith(f"low-{fmt}-")
     assert voice["duration_s"] == pytest.approx(3.0, abs=0.1)
+    assert voice["language"] is None
     listed = httpx.get(f"{tone.url}/v1/audio/voices").json()["data"]
     assert {"alto", "bass", "soprano", voice["id"]} <= {v["id"] for v in listed}
     # The tone engine speaks at the voice's pitch: a 150 Hz reference gives a low voice.
@@ -164,3 +172,25 @@ def test_a_chunked_upload_without_length_is_stopped_at_the_limit(
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_voice_speaks_its_own_language_unless_the_request_names_one(tone: ToneServer) -> None:
+    created = upload(tone, encode_all(tone_wave(150, 3.0), "wav", 24_000), language="DE")
+    assert created.status_code == 201, created.text
+    voice = created.json()
+    assert voice["language"] == "de"
+
+    def pitch(**fields: str) -> float:
+        body = {"input": "a" * 10, "voice": voice["id"], "response_format": "pcm", **fields}
+        spoken = httpx.post(f"{tone.url}/v1/audio/speech", json=body, timeout=30)
+        assert spoken.status_code == 200, spoken.text
+        return dominant_hz(pcm_samples(spoken.content)[200:-200], 24_000)
+
+    # The tone engine raises the pitch a tenth per language after English ("de" is second).
+    # Ten letters: a sound long enough for the spectrum to resolve a few hertz.
+    english, own = pitch(language="en"), pitch()
+    assert own / english == pytest.approx(1.1, abs=0.03)
+    assert pitch(language="de") == pytest.approx(own, rel=0.01)
+    refused = upload(tone, encode_all(tone_wave(150, 3.0), "wav", 24_000), language="tlh")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "language"

@@ -12,35 +12,17 @@ import httpx
 import pytest
 from chatterbox_helpers import ChatterboxServer
 
-from genstack.core.celery_app import create_celery_app
-from genstack.core.job_task import dispatch_job
-from genstack.core.jobs import Job, JobStatus, JobType
-from genstack.core.jobstore import JobStore
-from genstack.core.redis_client import connect
+from genstack.core.contracts.chatterbox import QUEUE
+from genstack.core.jobs import JobStatus
 from genstack.testing.audio import probe
 from genstack.testing.plugin import StartServiceProcess
-from genstack.testing.ports import free_port
-from genstack.testing.process import ServiceProcess, console_script
+from genstack.testing.speech_worker import SpeechWorkerRig, start_speech_worker
 from genstack.testing.waiting import wait_until
 
 NODE = "chatterbox-test-node"
 
 
-class Rig:
-    def __init__(self, redis_url: str, outputs: Path, worker: ServiceProcess, health: str) -> None:
-        self.store = JobStore(connect(redis_url), ttl_s=600)
-        self.celery = create_celery_app("test-gateway", redis_url)
-        self.outputs = outputs
-        self.worker = worker
-        self.health = health
-
-    def submit(self, **params: object) -> Job:
-        job = self.store.create(Job(type=JobType.TTS, backend="chatterbox", params=params))
-        dispatch_job(self.celery, job.id, "tts.chatterbox")
-        return job
-
-    def status(self, job_id: str) -> JobStatus:
-        return self.store.require(job_id).status
+Rig = SpeechWorkerRig
 
 
 @pytest.fixture
@@ -50,26 +32,16 @@ def rig(
     chatterbox: ChatterboxServer,
     service_process: StartServiceProcess,
 ) -> Rig:
-    port = free_port()
-    health = f"http://127.0.0.1:{port}"
-    worker = service_process(
-        [console_script("genstack-chatterbox"), "worker"],
-        env={
-            "REDIS_URL": redis_url,
-            "NODE_ID": NODE,
-            "OUTPUT_DIR": str(tmp_path / "outputs"),
-            "CHATTERBOX_URL": chatterbox.url,
-            "WORKER_HEALTH_HOST": "127.0.0.1",
-            "WORKER_HEALTH_PORT": str(port),
-            "LOG_FORMAT": "text",
-            "CELERY_SOFT_SHUTDOWN_S": "2",
-        },
-        ready_url=f"{health}/readyz",
-        name="chatterbox-worker",
-        cwd=tmp_path,
+    worker, health = start_speech_worker(
+        service_process,
+        backend="chatterbox",
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+        server_url=chatterbox.url,
+        node=NODE,
     )
     worker.wait_ready(60)  # /readyz: Redis, the consumer and the server all answer
-    return Rig(redis_url, tmp_path / "outputs", worker, health)
+    return Rig(redis_url, tmp_path / "outputs", worker, health, backend="chatterbox", queue=QUEUE)
 
 
 def test_a_job_becomes_a_file_handed_to_the_uploader(rig: Rig) -> None:

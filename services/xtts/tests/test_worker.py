@@ -13,69 +13,33 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from xtts_helpers import XttsServer
 
-from genstack.core.celery_app import create_celery_app
-from genstack.core.job_task import dispatch_job
-from genstack.core.jobs import Job, JobStatus, JobType
-from genstack.core.jobstore import JobStore
-from genstack.core.redis_client import connect
+from genstack.core.contracts.xtts import QUEUE
+from genstack.core.jobs import JobStatus
 from genstack.testing.audio import probe
 from genstack.testing.plugin import StartServiceProcess
 from genstack.testing.ports import free_port
-from genstack.testing.process import ServiceProcess, console_script
+from genstack.testing.process import ServiceProcess
 from genstack.testing.redis_server import RedisServer
+from genstack.testing.speech_worker import SpeechWorkerRig, readiness, start_speech_worker
 from genstack.testing.waiting import wait_until
 
 NODE = "xtts-test-node"
 
 
-class Rig:
-    def __init__(self, redis_url: str, outputs: Path, worker: ServiceProcess, health: str) -> None:
-        self.store = JobStore(connect(redis_url), ttl_s=600)
-        self.celery = create_celery_app("test-gateway", redis_url)
-        self.outputs = outputs
-        self.worker = worker
-        self.health = health  # base URL of the worker's /healthz, /readyz, /metrics
-
-    def submit(self, **params: object) -> Job:
-        job = self.store.create(Job(type=JobType.TTS, backend="xtts", params=params))
-        dispatch_job(self.celery, job.id, "tts.xtts")
-        return job
-
-    def status(self, job_id: str) -> JobStatus:
-        return self.store.require(job_id).status
-
-    def readiness(self) -> tuple[int, dict[str, str]]:
-        return readiness(self.health)
-
-
-def readiness(health: str) -> tuple[int, dict[str, str]]:
-    response = httpx.get(f"{health}/readyz", timeout=10)
-    return response.status_code, response.json()["checks"]
+Rig = SpeechWorkerRig
 
 
 def start_worker(
     service_process: StartServiceProcess, redis_url: str, tmp_path: Path, xtts_url: str
 ) -> tuple[ServiceProcess, str]:
-    """`genstack-xtts worker` with its health port on loopback; returns it and that port's URL."""
-    port = free_port()
-    health = f"http://127.0.0.1:{port}"
-    worker = service_process(
-        [console_script("genstack-xtts"), "worker"],
-        env={
-            "REDIS_URL": redis_url,
-            "NODE_ID": NODE,
-            "OUTPUT_DIR": str(tmp_path / "outputs"),
-            "XTTS_URL": xtts_url,
-            "WORKER_HEALTH_HOST": "127.0.0.1",
-            "WORKER_HEALTH_PORT": str(port),
-            "LOG_FORMAT": "text",
-            "CELERY_SOFT_SHUTDOWN_S": "2",
-        },
-        ready_url=f"{health}/readyz",
-        name="xtts-worker",
-        cwd=tmp_path,
+    return start_speech_worker(
+        service_process,
+        backend="xtts",
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+        server_url=xtts_url,
+        node=NODE,
     )
-    return worker, health
 
 
 @pytest.fixture
@@ -84,7 +48,7 @@ def rig(
 ) -> Rig:
     worker, health = start_worker(service_process, redis_url, tmp_path, xtts.url)
     worker.wait_ready(60)  # /readyz: Redis, the consumer and the server all answer
-    return Rig(redis_url, tmp_path / "outputs", worker, health)
+    return Rig(redis_url, tmp_path / "outputs", worker, health, backend="xtts", queue=QUEUE)
 
 
 def test_a_job_becomes_a_file_handed_to_the_uploader(rig: Rig) -> None:

@@ -24,8 +24,11 @@ import numpy as np
 from pydantic import ValidationError
 
 from genstack.core.contracts.speech import SpeechParams
+from genstack.core.health import http_check
 from genstack.core.job_runner import JobContext, JobFailedError
+from genstack.core.worker import serve_jobs
 from genstack.tts.audio import FORMATS, PCM_RATE, Encoder
+from genstack.tts.settings import SpeechServiceSettings
 from genstack.tts.text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -154,3 +157,32 @@ class SpeechJobHandler:
         while time.monotonic() < end:
             ctx.check_cancelled()
             time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+
+
+def serve_speech_jobs(
+    settings: SpeechServiceSettings,
+    *,
+    name: str,
+    queue: str,
+    params_model: type[SpeechParams],
+    server_url: str,
+    concurrency: int,
+    busy_retry_s: float,
+) -> int:
+    """A TTS service's ``worker`` command: runs ``queue``'s `tts` jobs against its model
+    server (the first TTS_API_KEYS key, if any, authenticates), ready while it answers."""
+    keys = settings.tts_api_keys
+    handler = SpeechJobHandler(
+        server_url,
+        params_model,
+        api_key=keys[0].get_secret_value() if keys else None,
+        busy_retry_s=busy_retry_s,
+    )
+    return serve_jobs(
+        settings,
+        name=name,
+        queues=[queue],
+        handler=handler,
+        concurrency=concurrency,
+        checks={name: http_check(f"{server_url.rstrip('/')}/readyz")},
+    )

@@ -6,6 +6,7 @@ Routes reach the server of their app through the :func:`get_server` dependency.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -13,12 +14,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from genstack.core.contracts.speech import match_language
 from genstack.http.errors import ApiError, validation_message
-from genstack.tts.audio import FORMATS
-from genstack.tts.engine import EngineError, SynthesisParams, TTSEngine
+from genstack.tts.audio import FORMATS, AudioDecodeError, AudioTooLongError, decode_audio
+from genstack.tts.engine import EngineError, Samples, SynthesisParams, TTSEngine
 from genstack.tts.metrics import TTSMetrics
 from genstack.tts.model_thread import ModelBusyError, ModelThread
 from genstack.tts.responses import (
@@ -29,7 +31,7 @@ from genstack.tts.responses import (
 )
 from genstack.tts.settings import TTSSettings
 from genstack.tts.synthesis import AudioPipeline, ResolvedVoice, SpeechService
-from genstack.tts.voices import VoiceLibrary, VoiceLibraryError, VoiceNotFoundError
+from genstack.tts.voices import STORE_RATE, VoiceLibrary, VoiceLibraryError, VoiceNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,15 @@ class TTSServer:
             code = "voice_not_found" if exc.status == 404 else "invalid_voice"
             raise ApiError(exc.status, str(exc), code=code, param=param) from None
 
-    def language(self, value: str | None, param: str = "language") -> str:
+    def language(
+        self, value: str | None, voice: ResolvedVoice | None = None, param: str = "language"
+    ) -> str:
+        """The engine's code for the request's ``language``; when it names none, the
+        library voice's own language where the engine speaks it, else the default."""
+        if value is None and voice is not None and voice.language is not None:
+            spoken = match_language(self.engine.languages, voice.language)
+            if spoken is not None:
+                return spoken
         code = match_language(self.engine.languages, value)
         if code is None:
             raise ApiError(
@@ -144,6 +154,42 @@ class TTSServer:
                 param=param,
             )
         return code
+
+    async def reference_audio(
+        self, upload: UploadFile, *, param: str, rate: int = STORE_RATE
+    ) -> Samples:
+        """An uploaded voice reference decoded at ``rate`` (the library's by default); 413
+        when too large, 400 naming ``param`` when it is not usable speech. Its file name is
+        never used."""
+        settings = self.settings
+        data = await upload.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise ApiError(
+                413,
+                f"{param} is larger than {settings.tts_max_voice_upload_mb:g} MB",
+                code="upload_too_large",
+                param=param,
+            )
+        try:
+            samples = await asyncio.to_thread(
+                decode_audio, data, rate=rate, max_seconds=settings.tts_max_voice_seconds
+            )
+        except AudioTooLongError as exc:
+            raise ApiError(400, str(exc), code="audio_too_long", param=param) from None
+        except AudioDecodeError as exc:
+            raise ApiError(400, str(exc), code="invalid_audio", param=param) from None
+        seconds = samples.size / rate
+        if seconds < settings.tts_min_voice_seconds:
+            raise ApiError(
+                400,
+                f"{param} is {seconds:.2f} s; at least {settings.tts_min_voice_seconds:g} s "
+                "of speech is needed",
+                code="audio_too_short",
+                param=param,
+            )
+        if float(abs(samples).max(initial=0.0)) < 1e-3:
+            raise ApiError(400, f"{param} is silent", code="invalid_audio", param=param)
+        return samples
 
     def engine_params(self, fields: Mapping[str, Any]) -> BaseModel:
         """The engine's own request fields (``extra_params``), validated; 400 naming the

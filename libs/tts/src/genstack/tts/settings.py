@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
-from genstack.core.settings import CommaList, CoreSettings
+from genstack.core.settings import CommaList, CoreSettings, JobWorkerSettings
 
 
 class TTSSettings(CoreSettings):
@@ -61,3 +61,8 @@ class TTSSettings(CoreSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.tts_max_voice_upload_mb * 1024 * 1024)
+
+
+class SpeechServiceSettings(TTSSettings, JobWorkerSettings):
+    """A TTS model server and its queue worker (the job worker's Celery and WORKER_HEALTH_*
+    settings too): what each TTS service's settings class adds its own fields to."""

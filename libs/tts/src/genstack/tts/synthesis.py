@@ -45,6 +45,9 @@ class ResolvedVoice:
     id: str
     name: str
     version: tuple[int, int] = (0, 0)
+    # What a library voice speaks, where its uploader said: the language a request that
+    # names none is spoken in.
+    language: str | None = field(default=None, compare=False)
     # "upload": reference audio sent with the request (at the engine's reference rate),
     # not stored; its id is a digest of the audio, so a repeated upload hits the cache.
     audio: Samples | None = field(default=None, compare=False, repr=False)
@@ -89,7 +92,9 @@ class SpeechService:
         if is_valid_voice_id(stem):
             stored = self.library.find(stem)
             if stored is not None:
-                return ResolvedVoice("library", stored.id, stored.name, stored.version)
+                return ResolvedVoice(
+                    "library", stored.id, stored.name, stored.version, language=stored.language
+                )
         builtin = self.engine.builtin_voices()
         for name in (ref, stem):
             if name in builtin:

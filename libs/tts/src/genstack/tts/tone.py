@@ -3,9 +3,11 @@ server, for this library's tests and benchmarks and for trying a deployment with
 
 Each letter becomes a short harmonic tone around the voice's pitch, spaces and punctuation
 become pauses. A voice made from reference audio takes that audio's pitch (autocorrelation)
-and brightness. Like a neural engine it keeps its random state in the engine (seeded per
-call when a seed is given), and it can be told to take time per character, so the server's
-serialisation, streaming and cancellation are exercised as with a GPU model.
+and brightness. Each language raises the pitch a tenth per place in ``languages``, so tests
+hear which language a request was spoken in. Like a neural engine it keeps its random state
+in the engine (seeded per call when a seed is given), and it can be told to take time per
+character, so the server's serialisation, streaming and cancellation are exercised as with a
+GPU model.
 
     genstack-tts-tone serve --port 8021 [--char-delay-ms 2]
 """
@@ -109,6 +111,9 @@ class ToneEngine:
             self._rng = np.random.default_rng(params.seed)
         temperature = 0.5 if params.temperature is None else params.temperature
         vibrato = params.extra.vibrato if isinstance(params.extra, ToneParams) else 0.0
+        place = self.languages.index(params.language) if params.language in self.languages else 0
+        accent = 1.0 + 0.1 * place
+        voice = ToneVoice(voice.pitch_hz * accent, voice.brightness)
         pieces: list[Samples] = []
         piece_chars = 0
         for char in text:

@@ -71,6 +71,7 @@ class StoredVoice:
             "created_at": self.created_at,
             "type": "audio_sample",
             "duration_s": round(self.duration_s, 3),
+            "language": self.language,
         }
 
 

@@ -30,14 +30,13 @@ from starlette.responses import JSONResponse, Response
 
 from genstack.chatterbox.engine import DEFAULT_VOICE, LANGUAGE_NAMES
 from genstack.http.errors import ApiError, validation_message
-from genstack.tts.audio import AudioDecodeError, AudioTooLongError, decode_audio
-from genstack.tts.engine import Samples, SynthesisParams
+from genstack.tts.engine import SynthesisParams
 from genstack.tts.routes.speech import models as openai_models
 from genstack.tts.routes.speech import speech as openai_speech
 from genstack.tts.schemas import SpeechRequest, VoiceId
 from genstack.tts.server import Server, TTSServer
 from genstack.tts.synthesis import ResolvedVoice
-from genstack.tts.voices import STORE_RATE, StoredVoice, VoiceLibraryError, is_valid_voice_id
+from genstack.tts.voices import StoredVoice, VoiceLibraryError, is_valid_voice_id
 
 router = APIRouter(tags=["chatterbox-tts-api"])
 
@@ -93,40 +92,6 @@ async def _form(request: Request) -> tuple[dict[str, str], UploadFile | None]:
     return fields, upload
 
 
-async def reference_audio(server: TTSServer, upload: UploadFile, *, rate: int) -> Samples:
-    """An uploaded reference decoded at ``rate``; 413 when too large, 400 when it is not
-    usable speech. Its file name is never used."""
-    settings = server.settings
-    data = await upload.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise ApiError(
-            413,
-            f"voice_file is larger than {settings.tts_max_voice_upload_mb:g} MB",
-            code="upload_too_large",
-            param="voice_file",
-        )
-    try:
-        samples = await asyncio.to_thread(
-            decode_audio, data, rate=rate, max_seconds=settings.tts_max_voice_seconds
-        )
-    except AudioTooLongError as exc:
-        raise ApiError(400, str(exc), code="audio_too_long", param="voice_file") from None
-    except AudioDecodeError as exc:
-        raise ApiError(400, str(exc), code="invalid_audio", param="voice_file") from None
-    seconds = samples.size / rate
-    if seconds < settings.tts_min_voice_seconds:
-        raise ApiError(
-            400,
-            f"voice_file is {seconds:.2f} s; at least {settings.tts_min_voice_seconds:g} s of "
-            "speech is needed",
-            code="audio_too_short",
-            param="voice_file",
-        )
-    if float(abs(samples).max(initial=0.0)) < 1e-3:
-        raise ApiError(400, "voice_file is silent", code="invalid_audio", param="voice_file")
-    return samples
-
-
 async def _speech_upload(request: Request, server: TTSServer, *, stream: bool | None) -> Response:
     started = time.monotonic()
     fields, upload = await _form(request)
@@ -139,14 +104,14 @@ async def _speech_upload(request: Request, server: TTSServer, *, stream: bool | 
     text = server.check_text(body.input)
     if upload is not None:  # the file wins over `voice`, as there
         rate = server.engine.reference_sample_rate
-        samples = await reference_audio(server, upload, rate=rate)
+        samples = await server.reference_audio(upload, param="voice_file", rate=rate)
         digest = hashlib.sha256(samples.tobytes()).hexdigest()[:24]
         voice = ResolvedVoice("upload", f"upload-{digest}", "voice_file", audio=samples)
     else:
         voice = server.resolve_voice(body.voice_id)
     params = SynthesisParams.from_request(
         body,
-        language=server.language(body.language),
+        language=server.language(body.language, voice),
         extra=server.engine_params(body.model_extra or {}),
     )
     sse = stream is None and body.stream_format == "sse"
@@ -221,8 +186,9 @@ async def upload_voice(request: Request, server: Server) -> Response:
         )
     if upload is None:
         raise ApiError(400, "send the reference audio as 'voice_file'", param="voice_file")
-    language = server.language(fields.get("language") or None, param="language")
-    samples = await reference_audio(server, upload, rate=STORE_RATE)
+    named = fields.get("language") or None  # stored only when named: see Server.language
+    language = server.language(named, param="language") if named else None
+    samples = await server.reference_audio(upload, param="voice_file")
     try:
         stored = await asyncio.to_thread(
             server.library.add, name, samples, voice_id=name, language=language
@@ -234,7 +200,7 @@ async def upload_voice(request: Request, server: Server) -> Response:
     body = {
         "message": "Voice uploaded successfully",
         "voice": {key: info[key] for key in ("name", "filename", "file_size", "upload_date")}
-        | {"language": language},
+        | {"language": language or server.language(None)},
     }
     return JSONResponse(body, status_code=201)
 

@@ -8,11 +8,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from genstack.core.settings import JobWorkerSettings
-from genstack.tts.settings import TTSSettings
+from genstack.tts.settings import SpeechServiceSettings
 
 
-class XttsSettings(TTSSettings, JobWorkerSettings):
+class XttsSettings(SpeechServiceSettings):
     xtts_host: str = Field(default="0.0.0.0", description="Address the server listens on.")  # noqa: S104 - the container's port
     xtts_port: int = Field(default=8020, ge=1, le=65535, description="xtts-api-server's port.")
     xtts_model_dir: Path = Field(

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 from genstack.core.contracts.xtts import QUEUE, XttsSpeechParams
-from genstack.core.health import http_check
-from genstack.core.worker import serve_jobs
-from genstack.tts.job import SpeechJobHandler
+from genstack.tts.job import serve_speech_jobs
 from genstack.xtts.settings import XttsSettings
 
 
 def run(settings: XttsSettings) -> int:
-    keys = settings.tts_api_keys
-    handler = SpeechJobHandler(
-        settings.xtts_url,
-        XttsSpeechParams,
-        api_key=keys[0].get_secret_value() if keys else None,
-        busy_retry_s=settings.xtts_busy_retry_s,
-    )
-    return serve_jobs(
+    return serve_speech_jobs(
         settings,
         name="xtts",
-        queues=[QUEUE],
-        handler=handler,
+        queue=QUEUE,
+        params_model=XttsSpeechParams,
+        server_url=settings.xtts_url,
         concurrency=settings.xtts_worker_concurrency,
-        checks={"xtts": http_check(f"{settings.xtts_url.rstrip('/')}/readyz")},
+        busy_retry_s=settings.xtts_busy_retry_s,
     )

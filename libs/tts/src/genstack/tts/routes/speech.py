@@ -44,7 +44,7 @@ async def speech(request: SpeechRequest, server: Server) -> Response:
     voice = server.resolve_voice(request.voice_id)
     params = SynthesisParams.from_request(
         request,
-        language=server.language(request.language),
+        language=server.language(request.language, voice),
         extra=server.engine_params(request.model_extra or {}),
     )
     return await server.audio_response(

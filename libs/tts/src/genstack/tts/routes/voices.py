@@ -10,9 +10,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from starlette.responses import Response
 
 from genstack.http.errors import ApiError
-from genstack.tts.audio import AudioDecodeError, AudioTooLongError, decode_audio
-from genstack.tts.engine import Samples
-from genstack.tts.server import Server, TTSServer
+from genstack.tts.server import Server
 from genstack.tts.voices import STORE_RATE, VoiceLibraryError
 
 log = logging.getLogger(__name__)
@@ -58,9 +56,11 @@ async def create_voice(
     file: Annotated[UploadFile | None, File()] = None,
     consent: Annotated[str | None, Form(max_length=256)] = None,
     type: Annotated[str | None, Form(max_length=32)] = None,
+    language: Annotated[str | None, Form(max_length=16)] = None,
 ) -> dict[str, object]:
     """Add a voice from reference audio (OpenAI's multipart form; ``consent`` is accepted
-    and not checked)."""
+    and not checked). ``language``, where given, is what the voice speaks: requests with
+    this voice that name no language are spoken in it."""
     if type not in (None, "audio_sample"):
         raise ApiError(
             400,
@@ -68,6 +68,7 @@ async def create_voice(
             code="invalid_value",
             param="type",
         )
+    spoken = server.language(language, param="language") if language else None
     upload = audio_sample or file
     if upload is None:
         raise ApiError(
@@ -76,49 +77,15 @@ async def create_voice(
             code="missing_audio",
             param="audio_sample",
         )
-    settings = server.settings
-    data = await upload.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise ApiError(
-            413,
-            f"audio_sample is larger than {settings.tts_max_voice_upload_mb:g} MB",
-            code="upload_too_large",
-            param="audio_sample",
-        )
-    samples = await _reference_audio(server, data)
+    samples = await server.reference_audio(upload, param="audio_sample")
     label = (name or upload.filename or "voice").strip()[:256] or "voice"
     try:
-        stored = await asyncio.to_thread(server.library.add, label, samples)
+        stored = await asyncio.to_thread(server.library.add, label, samples, language=spoken)
     except VoiceLibraryError as exc:
         raise ApiError(exc.status, str(exc), code="voice_library_full") from None
     seconds = samples.size / STORE_RATE
     log.info("voice added", extra={"voice_id": stored.id, "seconds": round(seconds, 2)})
     return stored.to_api()
-
-
-async def _reference_audio(server: TTSServer, data: bytes) -> Samples:
-    """The upload decoded for the library; 400 when it is not usable speech."""
-    settings = server.settings
-    try:
-        samples = await asyncio.to_thread(
-            decode_audio, data, rate=STORE_RATE, max_seconds=settings.tts_max_voice_seconds
-        )
-    except AudioTooLongError as exc:
-        raise ApiError(400, str(exc), code="audio_too_long", param="audio_sample") from None
-    except AudioDecodeError as exc:
-        raise ApiError(400, str(exc), code="invalid_audio", param="audio_sample") from None
-    seconds = samples.size / STORE_RATE
-    if seconds < settings.tts_min_voice_seconds:
-        raise ApiError(
-            400,
-            f"the audio is {seconds:.2f} s; at least {settings.tts_min_voice_seconds:g} s "
-            "of speech is needed",
-            code="audio_too_short",
-            param="audio_sample",
-        )
-    if float(abs(samples).max(initial=0.0)) < 1e-3:
-        raise ApiError(400, "the audio is silent", code="invalid_audio", param="audio_sample")
-    return samples
 
 
 @router.delete("/{voice_id}")
