@@ -7,7 +7,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
+from genstack.testing.chatterbox import cached_chatterbox_checkpoint
 from genstack.testing.ports import free_port
 from genstack.testing.process import ServiceProcess, console_script
 
@@ -28,6 +30,7 @@ class ChatterboxServer:
     process: ServiceProcess
     voices_dir: Path
     variant: str
+    model_dir: Path
 
     def post(self, path: str, **kwargs: object) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", timeout=TIMEOUT, **kwargs)  # type: ignore[arg-type]
@@ -69,4 +72,31 @@ def start_chatterbox_server(
         except BaseException:
             process.stop()
             raise
-    return ChatterboxServer(url, process, voices, variant)
+    return ChatterboxServer(url, process, voices, variant, model_dir)
+
+
+class Servers:
+    """At most one running server; asking for another variant stops the current one."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self.factory = factory
+        self.current: ChatterboxServer | None = None
+
+    def get(self, variant: str) -> ChatterboxServer:
+        if self.current is not None and self.current.variant == variant:
+            return self.current
+        self.stop()
+        command = Path(console_script("genstack-chatterbox"))
+        checkpoint = cached_chatterbox_checkpoint(variant, command=command)
+        root = self.factory.mktemp(f"chatterbox-{variant}")
+        if variant == "turbo":  # where provisioning puts it: the model folder's turbo/
+            (root / "models").mkdir()
+            (root / "models" / "turbo").symlink_to(checkpoint, target_is_directory=True)
+            checkpoint = root / "models"
+        self.current = start_chatterbox_server(root, checkpoint, variant=variant)
+        return self.current
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.current.process.stop()
+            self.current = None

@@ -8,33 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chatterbox_helpers import ChatterboxServer, start_chatterbox_server
+from chatterbox_helpers import ChatterboxServer, Servers
 
 from genstack.testing.chatterbox import cached_chatterbox_checkpoint
 from genstack.testing.process import console_script
-
-
-class Servers:
-    """At most one running server; asking for another variant stops the current one."""
-
-    def __init__(self, factory: pytest.TempPathFactory) -> None:
-        self.factory = factory
-        self.current: ChatterboxServer | None = None
-
-    def get(self, variant: str) -> ChatterboxServer:
-        if self.current is not None and self.current.variant == variant:
-            return self.current
-        self.stop()
-        command = Path(console_script("genstack-chatterbox"))
-        checkpoint = cached_chatterbox_checkpoint(variant, command=command)
-        root = self.factory.mktemp(f"chatterbox-{variant}")
-        self.current = start_chatterbox_server(root, checkpoint, variant=variant)
-        return self.current
-
-    def stop(self) -> None:
-        if self.current is not None:
-            self.current.process.stop()
-            self.current = None
 
 
 @pytest.fixture(scope="session")

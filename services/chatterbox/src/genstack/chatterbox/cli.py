@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,13 +25,18 @@ def main(argv: list[str] | None = None) -> int:
         help="write a full-size random-weight checkpoint (tests, benchmarks; it speaks noise)",
     )
     test.add_argument("directory", type=Path, nargs="?")
-    test.add_argument("--variant", choices=("english", "multilingual"), default="english")
+    test.add_argument("--variant", choices=("english", "multilingual", "turbo"), default="english")
     test.add_argument(
         "--print-key",
         action="store_true",
         help="print the key of the checkpoint this build makes (for caches) and exit",
     )
     args = parser.parse_args(argv)
+    # chatterbox-tts asks the Hugging Face Hub for one file as a multilingual model loads (the
+    # Cangjie table, which the catalogue provisions next to the weights): offline that costs
+    # about 20 s of retries. Nothing here needs the Hub (provisioning has its own client), so
+    # it is off unless the environment says otherwise; huggingface_hub reads it at import.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     if args.command == "make-test-checkpoint":
         from genstack.chatterbox import testweights

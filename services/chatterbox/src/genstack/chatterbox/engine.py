@@ -10,6 +10,7 @@ cached, so requests never mix voices. The library's Perth watermark stays on.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import tempfile
 import threading
@@ -78,8 +79,7 @@ class ChatterboxEngine:
             self.device = self.device_setting
         if self.device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("CHATTERBOX_DEVICE=cuda but no CUDA device is available")
-        model_class = _model_class(self.variant)
-        model = model_class.from_local(folder, self.device)
+        model = load_model(self.variant, folder, self.device)
         if model.watermarker is None:  # resemble-perth without pkg_resources: fail now
             raise RuntimeError("the Perth watermarker did not load (setuptools < 81 needed)")
         self._model = model
@@ -167,6 +167,23 @@ class ChatterboxEngine:
         if self.variant == "multilingual":
             options["language_id"] = params.language
         return options
+
+
+def load_model(variant: str, folder: Path, device: str) -> Any:
+    """chatterbox-tts's ``from_local`` for ``variant``, the multilingual tokenizer's extras
+    taken from the checkpoint folder (the service and the test checkpoint builder load so)."""
+    from genstack.chatterbox.checkpoint import load_cangjie, pkuseg_home
+
+    if variant == "multilingual":
+        # spacy_pkuseg reads PKUSEG_HOME once, when from_local first imports it; without its
+        # model there it downloads one from GitHub (a PKUSEG_HOME the user set wins).
+        home = pkuseg_home(folder)
+        if not os.environ.get("PKUSEG_HOME"):
+            os.environ["PKUSEG_HOME"] = str(home)
+    model = _model_class(variant).from_local(folder, device)
+    if variant == "multilingual" and not load_cangjie(model, folder):
+        log.warning("no Cangjie table: Chinese is read as raw characters")
+    return model
 
 
 def _model_class(variant: str) -> Any:

@@ -57,8 +57,8 @@ def cached_chatterbox_checkpoint(
     cache: Path | None = None,
     timeout: float = BUILD_TIMEOUT_S,
 ) -> Path:
-    """The ``variant`` (english | multilingual) test checkpoint folder, built first when the
-    cache has none for this builder."""
+    """The ``variant`` (english | multilingual | turbo) test checkpoint folder, built first
+    when the cache has none for this builder."""
     command = command or chatterbox_command()
     key = _run([str(command), "make-test-checkpoint", "--print-key", "--variant", variant], 120)
     folder = (cache or cache_root()) / "chatterbox"
