@@ -98,8 +98,7 @@ def test_every_variant_value_selects_files() -> None:
         assert "conds.pt" in dests and len(dests) >= 5
     values = resolve_variables(chatterbox, {"CHATTERBOX_MODEL": "turbo"}, profile)
     dests = {e.dest for e in select_entries(chatterbox, values)}
-    assert "turbo/t3_turbo_v1.safetensors" in dests
-    assert all(dest.startswith("turbo/") for dest in dests)
+    assert dests == {"turbo/"}  # the repository, filtered as chatterbox-tts filters it
 
 
 def test_every_condition_names_a_documented_variable() -> None:

@@ -1,6 +1,7 @@
 """The checkpoint folder's parts that need no model: which files make a checkpoint complete,
-the multilingual segmenter's zip unpacked where spacy_pkuseg looks (and refused when it
-would write outside its folder), and the Cangjie table read from the folder."""
+Turbo provisioned into its subfolder (from a loopback hub), the multilingual segmenter's zip
+unpacked where spacy_pkuseg looks (and refused when it would write outside its folder), and
+the Cangjie table read from the folder."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import pytest
 from genstack.chatterbox.checkpoint import (
     CHECKPOINT_FILES,
     CheckpointError,
+    ensure_checkpoint,
     load_cangjie,
     missing_files,
     pkuseg_home,
 )
+from genstack.testing.file_server import FileServer, add_hf_file, add_hf_tree
 
 
 def test_a_checkpoint_is_complete_when_every_file_has_bytes(tmp_path: Path) -> None:
@@ -94,3 +97,36 @@ def test_a_table_the_library_found_is_kept(tmp_path: Path) -> None:
     assert load_cangjie(model, tmp_path)
     assert model.tokenizer.cangjie_converter.word2cj == {"你": "onf"}
     assert not load_cangjie(_model_with_converter({}), tmp_path / "elsewhere")
+
+
+def test_turbo_is_provisioned_into_its_subfolder_from_its_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ensure_checkpoint against a loopback hub serving ResembleAI/chatterbox-turbo: the
+    files chatterbox-tts's own from_pretrained would take, into turbo/, nothing else."""
+    published = {name: f"{name} bytes".encode() * 200 for name in CHECKPOINT_FILES["turbo"]}
+    published |= {"conds.pt": b"c" * 3000, "added_tokens.json": b"{}", "README.md": b"# no"}
+    hub = FileServer(host="127.0.0.1").start()
+    cdn = FileServer(host="127.0.0.2").start()
+    try:
+        add_hf_tree(hub, "ResembleAI/chatterbox-turbo", published)
+        for name, data in published.items():
+            add_hf_file(hub, cdn, "ResembleAI/chatterbox-turbo", name, data, lfs=len(data) > 1024)
+        for key, value in {
+            "HF_ENDPOINT": hub.url,
+            "PROVISION_PROGRESS": "off",
+            "PROVISION_MIN_FREE_GB": "0",
+            "PROVISION_RETRY_BASE_S": "0.05",
+        }.items():
+            monkeypatch.setenv(key, value)
+        models = tmp_path / "chatterbox"
+        folder = ensure_checkpoint(models, "turbo")
+    finally:
+        hub.stop()
+        cdn.stop()
+    assert folder == models / "turbo"
+    assert not (folder / "README.md").exists()
+    for name, data in published.items():
+        if name != "README.md":
+            assert (folder / name).read_bytes() == data
+    assert ensure_checkpoint(models, "turbo") == folder  # complete now: no hub needed
