@@ -62,7 +62,8 @@ class ChatterboxSpeechParams(SpeechParams):
     )
     language: LanguageCode | None = Field(
         default=None,
-        description="The multilingual model's language (one of its 23); default en.",
+        description="The multilingual model's language (one of its 23); default: a library "
+        "voice's own language, else en.",
     )
     min_p: float | None = Field(default=None, ge=0.0, le=1.0, description="Min-p sampling.")
     top_p: TopP | None = None

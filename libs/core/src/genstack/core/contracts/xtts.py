@@ -45,7 +45,8 @@ LANGUAGES = tuple(LANGUAGE_NAMES)
 class XttsSpeechParams(SpeechParams):
     language: LanguageCode | None = Field(
         default=None,
-        description=f"One of {', '.join(LANGUAGES)} (any case; zh means zh-cn); default en.",
+        description=f"One of {', '.join(LANGUAGES)} (any case; zh means zh-cn); default: a "
+        "library voice's own language, else en.",
     )
     top_p: TopP | None = None
     top_k: TopK | None = None
