@@ -7,24 +7,20 @@ behind a presigned URL; a cancelled one ends `cancelled` with nothing uploaded."
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from genstack.core.jobs import Job, JobStatus
-from genstack.core.jobstore import JobStore
-from genstack.core.redis_client import connect
+from genstack.core.jobs import JobStatus
 from genstack.testing.audio import probe
 from genstack.testing.plugin import StartServiceProcess
 from genstack.testing.ports import free_port
 from genstack.testing.process import console_script
 from genstack.testing.redis_server import RedisServer
 from genstack.testing.s3_server import S3Server
-from genstack.testing.stack import RunningGateway, start_gateway
+from genstack.testing.speech_worker import SpeechStack, start_speech_stack
 from genstack.testing.waiting import wait_until
 from genstack.xtts.tiny import build_tiny_checkpoint
 
@@ -36,29 +32,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("xtts") / "model")
 
 
-@dataclass
-class Stack:
-    store: JobStore
-    s3: S3Server
-    bucket: str
-    gateway: RunningGateway
-
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.gateway.url, headers=self.gateway.headers, timeout=60)
-
-    def submit(self, **params: object) -> Job:
-        with self.http() as http:
-            answer = http.post(
-                "/v1/jobs", json={"type": "tts", "backend": "xtts", "params": params}
-            )
-        assert answer.status_code in (200, 201, 202), answer.text
-        return self.store.require(answer.json()["id"])
-
-    def job(self, job: Job) -> dict[str, Any]:
-        with self.http() as http:
-            answer = http.get(f"/v1/jobs/{job.id}")
-        assert answer.status_code == 200, answer.text
-        return dict(answer.json())
+Stack = SpeechStack
 
 
 @pytest.fixture
@@ -71,76 +45,34 @@ def stack(
     s3_bucket: str,
     service_process: StartServiceProcess,
 ) -> Stack:
-    outputs = tmp_path / "outputs"
-    outputs.mkdir()
-    common = {
-        "REDIS_URL": redis_server.url,
-        "NODE_ID": NODE,
-        "OUTPUT_DIR": str(outputs),
-        "LOG_FORMAT": "text",
-        "CELERY_SOFT_SHUTDOWN_S": "2",
-    }
-    xtts_port, uploader_port, worker_port = free_port(), free_port(), free_port()
+    port = free_port()
     server = service_process(
         [console_script("genstack-xtts"), "serve"],
         env={
-            **common,
             "XTTS_HOST": "127.0.0.1",
-            "XTTS_PORT": str(xtts_port),
+            "XTTS_PORT": str(port),
             "XTTS_MODEL_DIR": str(tiny_checkpoint),
             "XTTS_DEVICE": "cpu",
             "TTS_VOICES_DIR": str(tmp_path / "voices"),
+            "OUTPUT_DIR": str(tmp_path / "outputs"),
+            "LOG_FORMAT": "text",
         },
-        ready_url=f"http://127.0.0.1:{xtts_port}/readyz",
+        ready_url=f"http://127.0.0.1:{port}/readyz",
         name="xtts",
         cwd=tmp_path,
     )
-    worker = service_process(
-        [console_script("genstack-xtts"), "worker"],
-        env={
-            **common,
-            "XTTS_URL": f"http://127.0.0.1:{xtts_port}",
-            "WORKER_HEALTH_HOST": "127.0.0.1",
-            "WORKER_HEALTH_PORT": str(worker_port),
-        },
-        ready_url=f"http://127.0.0.1:{worker_port}/readyz",
-        name="xtts-worker",
-        cwd=tmp_path,
-    )
-    uploader = service_process(
-        [console_script("genstack-uploader"), "run"],
-        env={
-            **common,
-            "STORAGE_DIR": str(tmp_path / "unused-local-storage"),
-            "R2_ENDPOINT": s3_server.endpoint_url,
-            "R2_BUCKET": s3_bucket,
-            "R2_ACCESS_KEY_ID": s3_server.access_key,
-            "R2_SECRET_ACCESS_KEY": s3_server.secret_key,
-            "UPLOAD_METRICS_HOST": "127.0.0.1",
-            "UPLOAD_METRICS_PORT": str(uploader_port),
-        },
-        ready_url=f"http://127.0.0.1:{uploader_port}/readyz",
-        name="uploader",
-        cwd=tmp_path,
-    )
-    uploader.wait_ready(timeout=60)
     server.wait_ready(timeout=300)
-    worker.wait_ready(timeout=60)  # ready once the server is
-    gateway = start_gateway(
-        redis_server.url,
-        tmp_path,
-        env={
-            "XTTS_URL": f"http://127.0.0.1:{xtts_port}",
-            "ENABLE_R2_SYNC": "true",
-            "R2_ENDPOINT": s3_server.endpoint_url,
-            "R2_BUCKET": s3_bucket,
-            "R2_ACCESS_KEY_ID": s3_server.access_key,
-            "R2_SECRET_ACCESS_KEY": s3_server.secret_key,
-        },
+    return start_speech_stack(
+        service_process,
+        request.addfinalizer,
+        backend="xtts",
+        server_url=f"http://127.0.0.1:{port}",
+        redis_url=redis_server.url,
+        tmp_path=tmp_path,
+        s3_server=s3_server,
+        bucket=s3_bucket,
+        node=NODE,
     )
-    request.addfinalizer(gateway.stop)
-    store = JobStore(connect(redis_server.url), ttl_s=600)
-    return Stack(store=store, s3=s3_server, bucket=s3_bucket, gateway=gateway)
 
 
 def test_a_tts_job_ends_succeeded_with_a_playable_artifact_in_the_bucket(stack: Stack) -> None:

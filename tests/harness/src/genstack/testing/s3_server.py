@@ -143,6 +143,17 @@ class S3Server:
         self._admin.create_bucket(Bucket=bucket)
         return bucket
 
+    def r2_env(self, bucket: str) -> dict[str, str]:
+        """The environment that points genstack's uploader and gateway at ``bucket`` here."""
+        return {
+            "R2_ENDPOINT": self.endpoint_url,
+            "R2_BUCKET": bucket,
+            "R2_ACCESS_KEY_ID": self.access_key,
+            "R2_SECRET_ACCESS_KEY": self.secret_key,
+            "R2_REGION": self.region,
+            "ENABLE_R2_SYNC": "true",
+        }
+
     def reset(self) -> None:
         """Drop every bucket and object (moto's POST /moto-api/reset)."""
         with httpx.Client(trust_env=False, timeout=10.0) as http:
