@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from functools import partial
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 from genstack.core.contracts.common import ParamsMap
 from genstack.core.contracts.speech import (
@@ -11,7 +14,7 @@ from genstack.core.contracts.speech import (
     SpeechParams,
     TopK,
     TopP,
-    match_language,
+    check_language,
 )
 from genstack.core.jobs import JobType
 
@@ -50,6 +53,10 @@ LANGUAGE_NAMES = {
 LANGUAGES = tuple(LANGUAGE_NAMES)
 
 
+# As the server matches it (the same function), so the server takes what passes here.
+Language = Annotated[LanguageCode, AfterValidator(partial(check_language, LANGUAGES, "Chatterbox"))]
+
+
 class ChatterboxSpeechParams(SpeechParams):
     exaggeration: float | None = Field(
         default=None, ge=0.25, le=2.0, description="Emotion intensity (0.5: neutral)."
@@ -60,7 +67,7 @@ class ChatterboxSpeechParams(SpeechParams):
         le=1.0,
         description="Classifier-free guidance: pace and adherence (0: none; 0.5 default).",
     )
-    language: LanguageCode | None = Field(
+    language: Language | None = Field(
         default=None,
         description="The multilingual model's language (one of its 23); default: a library "
         "voice's own language, else en.",
@@ -69,18 +76,6 @@ class ChatterboxSpeechParams(SpeechParams):
     top_p: TopP | None = None
     top_k: TopK | None = None
     repetition_penalty: RepetitionPenalty | None = None
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str | None) -> str | None:
-        # As the server matches it, so the server takes what passes here (an English-only
-        # server still refuses a language it does not speak, naming the field).
-        if value is None:
-            return None
-        code = match_language(LANGUAGES, value)
-        if code is None:
-            raise ValueError(f"Chatterbox speaks {', '.join(LANGUAGES)}, not {value!r}")
-        return code
 
 
 PARAMS: ParamsMap = {JobType.TTS: ChatterboxSpeechParams}

@@ -30,6 +30,16 @@ Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 LanguageCode = Annotated[str, Field(max_length=16)]
 
 
+def check_language(languages: Sequence[str], engine: str, value: str) -> str:
+    """A job's ``language`` as the server will match it (:func:`match_language`), so the
+    server takes what passes here; anything else fails naming the engine's languages. For
+    an engine's field type: ``Annotated[LanguageCode, AfterValidator(partial(...))]``."""
+    code = match_language(languages, value)
+    if code is None:
+        raise ValueError(f"{engine} speaks {', '.join(languages)}, not {value!r}")
+    return code
+
+
 def match_language(languages: Sequence[str], value: str | None) -> str | None:
     """The engine's code for ``value`` (case-insensitive; a bare code matches its regional
     form, "zh" -> "zh-cn"); the first language when ``value`` is None; None when the engine

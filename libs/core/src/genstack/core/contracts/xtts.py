@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from functools import partial
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 from genstack.core.contracts.common import ParamsMap
 from genstack.core.contracts.speech import (
@@ -12,7 +15,7 @@ from genstack.core.contracts.speech import (
     SpeechParams,
     TopK,
     TopP,
-    match_language,
+    check_language,
 )
 from genstack.core.jobs import JobType
 
@@ -42,8 +45,12 @@ LANGUAGE_NAMES = {
 LANGUAGES = tuple(LANGUAGE_NAMES)
 
 
+# As the server matches it (the same function), so the server takes what passes here.
+Language = Annotated[LanguageCode, AfterValidator(partial(check_language, LANGUAGES, "XTTS"))]
+
+
 class XttsSpeechParams(SpeechParams):
-    language: LanguageCode | None = Field(
+    language: Language | None = Field(
         default=None,
         description=f"One of {', '.join(LANGUAGES)} (any case; zh means zh-cn); default: a "
         "library voice's own language, else en.",
@@ -55,17 +62,6 @@ class XttsSpeechParams(SpeechParams):
     stream_chunk_size: int | None = Field(
         default=None, ge=5, le=400, description="GPT tokens per streamed chunk."
     )
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str | None) -> str | None:
-        # As the server matches it (the same function), so the server takes what passes here.
-        if value is None:
-            return None
-        code = match_language(LANGUAGES, value)
-        if code is None:
-            raise ValueError(f"XTTS speaks {', '.join(LANGUAGES)}, not {value!r}")
-        return code
 
 
 PARAMS: ParamsMap = {JobType.TTS: XttsSpeechParams}
