@@ -89,11 +89,13 @@ def pkuseg_home(folder: Path) -> Path:
     """The PKUSEG_HOME for a multilingual checkpoint: ``folder/pkuseg``, its model unpacked.
 
     spacy_pkuseg downloads ``spacy_ontonotes.zip`` into PKUSEG_HOME unless the zip is there
-    and unpacks only what it downloads itself, so a provisioned zip is unpacked here."""
+    and unpacks only what it downloads itself, so a provisioned zip is unpacked here, as
+    pkuseg unpacks it (its members into ``spacy_ontonotes/``), once: the folder appears
+    whole, by a rename."""
     home = folder / PKUSEG_FOLDER
     archive = home / f"{PKUSEG_MODEL}.zip"
     model = home / PKUSEG_MODEL
-    if archive.is_file() and not (model / "weights.npz").is_file():
+    if archive.is_file() and not model.is_dir():
         partial = home / f".{PKUSEG_MODEL}.{os.getpid()}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         try:
@@ -103,11 +105,10 @@ def pkuseg_home(folder: Path) -> Path:
                     if partial.resolve() not in target.parents:
                         raise CheckpointError(f"{archive} holds a path outside it: {member!r}")
                 zipped.extractall(partial)
-            shutil.rmtree(model, ignore_errors=True)  # a half-unpacked one
             try:
                 partial.replace(model)
             except OSError:  # another process unpacked it meanwhile
-                if not (model / "weights.npz").is_file():
+                if not model.is_dir():
                     raise
         except zipfile.BadZipFile as exc:
             raise CheckpointError(f"{archive} is not a zip archive: {exc}") from exc
