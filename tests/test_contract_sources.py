@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from genstack.core.contracts import chatterbox, comfyui, xtts
 from genstack.core.jobs import JobType
@@ -69,11 +70,17 @@ def test_the_tts_servers_request_has_the_contracts_limits() -> None:
         "voice",  # a name here, a name or {"id"} there: the server resolves it (404 if unknown)
     }
     assert {"speed", "temperature", "top_p", "top_k", "seed", "language"} <= shared
+    base = {"input": "Hi.", "voice": "Ana"}
     for name in sorted(shared):
         job, request = XttsSpeechParams.model_fields[name], SpeechRequest.model_fields[name]
         assert job.metadata == request.metadata, name
         if name == "response_format":  # None there: the server's default (mp3 or WAV)
             assert request.annotation == job.annotation | None, name
+            continue
+        if name == "language":  # the server's type plus XTTS's check, as the server matches
+            assert XttsSpeechParams.model_validate({**base, name: "ZH"}).language == "zh-cn"
+            with pytest.raises(ValidationError):
+                XttsSpeechParams.model_validate({**base, name: "tlh"})
             continue
         assert job.annotation == request.annotation, name
 
